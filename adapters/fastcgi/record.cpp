@@ -1,0 +1,156 @@
+#include "adapters/fastcgi/record.h"
+
+namespace m2b::fcgi {
+
+namespace {
+
+void append_header(std::string& out, uint8_t type, uint16_t request_id, size_t content_len, uint8_t padding) {
+    char h[kHeaderLen] = {
+        static_cast<char>(kVersion),
+        static_cast<char>(type),
+        static_cast<char>(request_id >> 8),
+        static_cast<char>(request_id & 0xFF),
+        static_cast<char>((content_len >> 8) & 0xFF),
+        static_cast<char>(content_len & 0xFF),
+        static_cast<char>(padding),
+        0,
+    };
+    out.append(h, kHeaderLen);
+}
+
+void append_length(std::string& out, size_t len) {
+    if (len <= 127) {
+        out += static_cast<char>(len);
+    } else {
+        out += static_cast<char>(0x80 | ((len >> 24) & 0x7F));
+        out += static_cast<char>((len >> 16) & 0xFF);
+        out += static_cast<char>((len >> 8) & 0xFF);
+        out += static_cast<char>(len & 0xFF);
+    }
+}
+
+size_t pair_size(std::string_view name, std::string_view value) {
+    return (name.size() > 127 ? 4 : 1) + (value.size() > 127 ? 4 : 1) + name.size() + value.size();
+}
+
+}  // namespace
+
+void append_record(std::string& out, uint8_t type, uint16_t request_id, std::string_view content) {
+    // Pad to a multiple of 8 as the spec recommends, never past 65535 in total.
+    size_t padding = (8 - content.size() % 8) % 8;
+    if (content.size() + padding > 0xFFFF) padding = 0;
+    append_header(out, type, request_id, content.size(), static_cast<uint8_t>(padding));
+    out += content;
+    out.append(padding, '\0');
+}
+
+void append_begin_request(std::string& out, uint16_t request_id, bool keep_conn) {
+    char body[8] = {0, static_cast<char>(kRoleResponder), static_cast<char>(keep_conn ? kKeepConn : 0), 0, 0, 0, 0, 0};
+    append_record(out, kBeginRequest, request_id, std::string_view(body, 8));
+}
+
+void append_pair(std::string& out, std::string_view name, std::string_view value) {
+    append_length(out, name.size());
+    append_length(out, value.size());
+    out += name;
+    out += value;
+}
+
+std::optional<std::string> encode_params(uint16_t request_id, const Params& params) {
+    std::string out;
+    std::string content;
+    for (const auto& [name, value] : params) {
+        size_t size = pair_size(name, value);
+        if (size > kMaxContent) return std::nullopt;
+        if (content.size() + size > kMaxContent) {
+            append_record(out, kParams, request_id, content);
+            content.clear();
+        }
+        append_pair(content, name, value);
+    }
+    if (!content.empty()) append_record(out, kParams, request_id, content);
+    append_record(out, kParams, request_id, {});
+    return out;
+}
+
+void append_stdin(std::string& out, uint16_t request_id, std::string_view data) {
+    while (!data.empty()) {
+        size_t n = std::min(data.size(), kMaxContent);
+        append_record(out, kStdin, request_id, data.substr(0, n));
+        data.remove_prefix(n);
+    }
+}
+
+void append_stdin_end(std::string& out, uint16_t request_id) { append_record(out, kStdin, request_id, {}); }
+
+std::optional<Params> decode_pairs(std::string_view content) {
+    Params out;
+    size_t i = 0;
+    auto read_length = [&](size_t& len) -> bool {
+        if (i >= content.size()) return false;
+        auto b0 = static_cast<unsigned char>(content[i]);
+        if (b0 < 0x80) {
+            len = b0;
+            i += 1;
+            return true;
+        }
+        if (content.size() - i < 4) return false;
+        len = (static_cast<size_t>(b0 & 0x7F) << 24) | (static_cast<size_t>(static_cast<unsigned char>(content[i + 1])) << 16) |
+              (static_cast<size_t>(static_cast<unsigned char>(content[i + 2])) << 8) |
+              static_cast<size_t>(static_cast<unsigned char>(content[i + 3]));
+        i += 4;
+        return true;
+    };
+    while (i < content.size()) {
+        size_t name_len = 0, value_len = 0;
+        if (!read_length(name_len) || !read_length(value_len)) return std::nullopt;
+        // Compare against what is left, never add lengths (CVE-2025-23016 was an overflow here).
+        size_t left = content.size() - i;
+        if (name_len > left || value_len > left - name_len) return std::nullopt;
+        out.emplace_back(std::string(content.substr(i, name_len)), std::string(content.substr(i + name_len, value_len)));
+        i += name_len + value_len;
+    }
+    return out;
+}
+
+std::optional<EndRequest> decode_end_request(std::string_view content) {
+    if (content.size() < 8) return std::nullopt;
+    auto b = [&](size_t k) { return static_cast<uint32_t>(static_cast<unsigned char>(content[k])); };
+    EndRequest end;
+    end.app_status = (b(0) << 24) | (b(1) << 16) | (b(2) << 8) | b(3);
+    end.protocol_status = static_cast<uint8_t>(b(4));
+    return end;
+}
+
+void RecordReader::feed(std::string_view bytes) {
+    if (start_ > 0 && start_ == buffer_.size()) {
+        buffer_.clear();
+        start_ = 0;
+    } else if (start_ > 65536) {
+        buffer_.erase(0, start_);
+        start_ = 0;
+    }
+    buffer_.append(bytes);
+}
+
+RecordReader::Result RecordReader::next(Record& out) {
+    if (!error_.empty()) return Result::Error;
+    std::string_view avail(buffer_.data() + start_, buffer_.size() - start_);
+    if (avail.size() < kHeaderLen) return Result::NeedMore;
+    auto u8 = [&](size_t k) { return static_cast<unsigned char>(avail[k]); };
+    if (u8(0) != kVersion) {
+        error_ = "record with version " + std::to_string(u8(0));
+        return Result::Error;
+    }
+    size_t content_len = (static_cast<size_t>(u8(4)) << 8) | u8(5);
+    size_t padding = u8(6);
+    size_t total = kHeaderLen + content_len + padding;
+    if (avail.size() < total) return Result::NeedMore;
+    out.type = u8(1);
+    out.request_id = static_cast<uint16_t>((u8(2) << 8) | u8(3));
+    out.content = avail.substr(kHeaderLen, content_len);
+    start_ += total;
+    return Result::Record;
+}
+
+}  // namespace m2b::fcgi

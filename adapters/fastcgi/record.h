@@ -1,0 +1,91 @@
+// FastCGI 1.0 records (the Open Market spec; constants from libfcgi's fastcgi.h),
+// written the way php-fpm demands: a name-value pair never spans two PARAMS
+// records, and content plus padding never exceeds 65535 (cgi-fastcgi.md §0).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace m2b::fcgi {
+
+inline constexpr uint8_t kVersion = 1;
+inline constexpr size_t kHeaderLen = 8;
+inline constexpr size_t kMaxContent = 0xFFF8;  // largest 8-aligned content, as php-fpm writes
+
+enum RecordType : uint8_t {
+    kBeginRequest = 1,
+    kAbortRequest = 2,
+    kEndRequest = 3,
+    kParams = 4,
+    kStdin = 5,
+    kStdout = 6,
+    kStderr = 7,
+    kData = 8,
+    kGetValues = 9,
+    kGetValuesResult = 10,
+    kUnknownType = 11,
+};
+
+enum ProtocolStatus : uint8_t {
+    kRequestComplete = 0,
+    kCantMpxConn = 1,
+    kOverloaded = 2,
+    kUnknownRole = 3,
+};
+
+inline constexpr uint16_t kRoleResponder = 1;
+inline constexpr uint8_t kKeepConn = 1;
+
+using Params = std::vector<std::pair<std::string, std::string>>;
+
+void append_record(std::string& out, uint8_t type, uint16_t request_id, std::string_view content);
+void append_begin_request(std::string& out, uint16_t request_id, bool keep_conn);
+
+// All PARAMS records for `params`, and the empty PARAMS that ends the stream.
+// Fails (nullopt) if one pair cannot fit a single record.
+std::optional<std::string> encode_params(uint16_t request_id, const Params& params);
+
+// STDIN records carrying `data` (split at kMaxContent); empty data writes nothing.
+void append_stdin(std::string& out, uint16_t request_id, std::string_view data);
+// The empty STDIN record that ends the body.
+void append_stdin_end(std::string& out, uint16_t request_id);
+
+// Name-value pair encoding (1-byte length up to 127, else 4 bytes with the top bit).
+void append_pair(std::string& out, std::string_view name, std::string_view value);
+// Decodes a run of pairs (GET_VALUES_RESULT); nullopt on a length past the end.
+std::optional<Params> decode_pairs(std::string_view content);
+
+struct Record {
+    uint8_t type = 0;
+    uint16_t request_id = 0;
+    std::string_view content;  // valid until the next feed()
+};
+
+struct EndRequest {
+    uint32_t app_status = 0;
+    uint8_t protocol_status = 0;
+};
+std::optional<EndRequest> decode_end_request(std::string_view content);
+
+// Splits a byte stream from the application into records, whatever the read
+// boundaries. Its buffer holds at most one record (8 + 65535 + 255 bytes).
+class RecordReader {
+public:
+    // Appends bytes; call next() until it returns nothing.
+    void feed(std::string_view bytes);
+    enum class Result { Record, NeedMore, Error };
+    Result next(Record& out);
+    const std::string& error() const { return error_; }
+    size_t buffered() const { return buffer_.size() - start_; }
+
+private:
+    std::string buffer_;
+    size_t start_ = 0;
+    std::string error_;
+};
+
+}  // namespace m2b::fcgi

@@ -1,0 +1,41 @@
+// Netstrings (`len:bytes,`) and the subset of tnetstrings Mongrel2 writes.
+// Pure functions over byte spans: no allocation beyond the result, no I/O.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace m2b {
+
+// One length-prefixed item: `payload` is its content, `tag` the byte after it
+// (',' for a netstring; ',', '#', '!', '~', ']', '}' ... for a tnetstring) and
+// `rest` whatever follows the tag.
+struct LengthPrefixed {
+    std::string_view payload;
+    char tag = 0;
+    std::string_view rest;
+};
+
+// Parses `digits ":" payload tag` from the front of `in`. Rejects leading
+// zeros (except "0"), more than 9 digits, and a payload running past the end.
+std::optional<LengthPrefixed> parse_length_prefixed(std::string_view in);
+
+// A netstring: the tag must be ','.
+std::optional<LengthPrefixed> parse_netstring(std::string_view in);
+
+// Appends `len:bytes,` to `out`.
+void append_netstring(std::string& out, std::string_view bytes);
+
+// A tnetstring dict whose values are strings or lists of strings, the only
+// shape Mongrel2 writes for request headers. Numbers and booleans are kept as
+// their text. Anything else (nested dicts, floats inside lists...) is an error.
+struct TnetEntry {
+    std::string_view key;
+    std::vector<std::string_view> values;
+};
+std::optional<std::vector<TnetEntry>> parse_tnetstring_dict_payload(std::string_view payload);
+
+}  // namespace m2b
