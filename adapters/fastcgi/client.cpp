@@ -1,0 +1,433 @@
+#include "adapters/fastcgi/client.h"
+
+#include <arpa/inet.h>
+#include <cerrno>
+#include <cstring>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "adapters/fastcgi/record.h"
+
+namespace m2b {
+
+namespace {
+
+constexpr uint16_t kRequestId = 1;       // one request per connection: no multiplexing
+constexpr size_t kReadChunk = 64 * 1024;
+constexpr int kReadsPerWakeup = 4;       // fairness between connections
+constexpr size_t kBodyChunk = 4 * fcgi::kMaxContent;
+
+}  // namespace
+
+std::string parse_backend_address(const std::string& address, sockaddr_storage& out, socklen_t& len) {
+    std::memset(&out, 0, sizeof out);
+    if (address.rfind("unix:", 0) == 0) {
+        std::string path = address.substr(5);
+        auto* un = reinterpret_cast<sockaddr_un*>(&out);
+        if (path.empty() || path.size() >= sizeof un->sun_path) return "unix socket path is empty or too long";
+        un->sun_family = AF_UNIX;
+        std::memcpy(un->sun_path, path.c_str(), path.size() + 1);
+        len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + 1);
+        return "";
+    }
+    std::string host, port;
+    if (!address.empty() && address[0] == '[') {
+        size_t close = address.find(']');
+        if (close == std::string::npos || close + 1 >= address.size() || address[close + 1] != ':')
+            return "expected [v6-address]:port";
+        host = address.substr(1, close - 1);
+        port = address.substr(close + 2);
+    } else {
+        size_t colon = address.rfind(':');
+        if (colon == std::string::npos) return "expected unix:/path or HOST:PORT";
+        host = address.substr(0, colon);
+        port = address.substr(colon + 1);
+    }
+    if (host.empty() || port.empty()) return "expected unix:/path or HOST:PORT";
+    addrinfo hints{};
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    addrinfo* res = nullptr;
+    // Resolved once at start-up, never on the loop.
+    int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &res);
+    if (rc != 0 || !res) return std::string("cannot resolve: ") + gai_strerror(rc);
+    std::memcpy(&out, res->ai_addr, res->ai_addrlen);
+    len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return "";
+}
+
+namespace {
+
+class FastcgiExchange final : public Exchange {
+public:
+    FastcgiExchange(FastcgiGateway& gateway, const CgiEnv& env, const BodySource& body, uint64_t conn_id,
+                    ExchangeSink& sink)
+        : gateway_(gateway), loop_(gateway.loop()), env_(env), body_(body), conn_id_(conn_id), sink_(sink),
+          alive_(std::make_shared<bool>(true)) {}
+
+    ~FastcgiExchange() override {
+        *alive_ = false;
+        close_connection();
+        if (timer_) loop_.cancel(timer_);
+    }
+
+    void begin() {
+        if (!open_connection(gateway_.options().keep_conn)) return;
+        arm_timer();
+    }
+
+    void set_paused(bool paused) override {
+        if (paused_ == paused || done_) return;
+        paused_ = paused;
+        if (!paused) last_activity_ = Loop::now();
+        update_events();
+    }
+
+    void cancel() override {
+        done_ = true;
+        close_connection();
+    }
+
+private:
+    // Connects (or takes a kept connection) and queues BEGIN, PARAMS and the body.
+    bool open_connection(bool try_idle) {
+        reused_ = false;
+        fd_ = -1;
+        if (try_idle) {
+            fd_ = gateway_.take_idle();
+            reused_ = fd_ >= 0;
+        }
+        connecting_ = false;
+        if (fd_ < 0) {
+            int error = 0;
+            fd_ = gateway_.connect_new(error);
+            if (fd_ < 0) {
+                BackendFailure kind = error == EAGAIN ? BackendFailure::Overloaded : BackendFailure::Unavailable;
+                fail_later(kind, std::string("connect to ") + gateway_.options().address + ": " + strerror(error));
+                return false;
+            }
+            connecting_ = error == EINPROGRESS;
+        }
+        auto params = fcgi::encode_params(kRequestId, env_);
+        if (!params) {
+            fail_later(BackendFailure::BadResponse, "a request parameter does not fit one FastCGI record");
+            return false;
+        }
+        out_.clear();
+        out_pos_ = 0;
+        body_offset_ = 0;
+        body_done_ = false;
+        reader_ = fcgi::RecordReader();
+        fcgi::append_begin_request(out_, kRequestId, gateway_.options().keep_conn);
+        out_ += *params;
+        refill_body();
+        last_activity_ = Loop::now();
+        loop_.watch(fd_, EPOLLOUT, [this](uint32_t events) { on_events(events); });
+        update_events();
+        return true;
+    }
+
+    // Appends the next piece of the body (STDIN records) to the output buffer.
+    void refill_body() {
+        if (body_done_) return;
+        if (body_.file_fd < 0) {
+            fcgi::append_stdin(out_, kRequestId, body_.bytes);
+            body_offset_ = body_.bytes.size();
+        } else if (body_offset_ < body_.length) {
+            // A local file Mongrel2 wrote: pread is a short disk read, not a wait on the network.
+            char buf[kBodyChunk];
+            size_t want = static_cast<size_t>(std::min<uint64_t>(sizeof buf, body_.length - body_offset_));
+            ssize_t n = pread(body_.file_fd, buf, want, static_cast<off_t>(body_offset_));
+            if (n <= 0) {
+                fail(BackendFailure::Unavailable, "upload file shorter than its size");
+                return;
+            }
+            fcgi::append_stdin(out_, kRequestId, std::string_view(buf, static_cast<size_t>(n)));
+            body_offset_ += static_cast<uint64_t>(n);
+            if (body_offset_ < body_.length) return;
+        }
+        // STDIN carries exactly CONTENT_LENGTH bytes, then the empty record.
+        fcgi::append_stdin_end(out_, kRequestId);
+        body_done_ = true;
+    }
+
+    void update_events() {
+        if (fd_ < 0) return;
+        uint32_t events = 0;
+        if (connecting_ || out_pos_ < out_.size()) events |= EPOLLOUT;
+        if (!connecting_ && !paused_) events |= EPOLLIN | EPOLLRDHUP;
+        loop_.set_events(fd_, events);
+    }
+
+    void on_events(uint32_t events) {
+        if (done_) return;
+        if (connecting_) {
+            int err = 0;
+            socklen_t len = sizeof err;
+            getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len);
+            if (err != 0) {
+                fail(BackendFailure::Unavailable, std::string("connect to ") + gateway_.options().address + ": " + strerror(err));
+                return;
+            }
+            if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
+            connecting_ = false;
+            last_activity_ = Loop::now();
+        }
+        if (!write_failed_ && out_pos_ < out_.size()) {
+            flush();
+            if (done_) return;
+        }
+        if (!paused_ && (events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP))) read_output();
+        if (!done_) update_events();
+    }
+
+    void flush() {
+        while (out_pos_ < out_.size()) {
+            ssize_t n = ::send(fd_, out_.data() + out_pos_, out_.size() - out_pos_, MSG_NOSIGNAL);
+            if (n < 0) {
+                if (errno == EAGAIN || errno == EINTR) return;
+                if (reused_ && !got_bytes_) {
+                    retry_fresh();
+                    return;
+                }
+                // The app may have stopped reading after answering: keep reading its output.
+                write_failed_ = true;
+                out_.clear();
+                out_pos_ = 0;
+                return;
+            }
+            out_pos_ += static_cast<size_t>(n);
+            last_activity_ = Loop::now();
+            if (out_pos_ == out_.size()) {
+                out_.clear();
+                out_pos_ = 0;
+                refill_body();
+                if (done_) return;
+            }
+        }
+    }
+
+    void read_output() {
+        char buf[kReadChunk];
+        for (int i = 0; i < kReadsPerWakeup && !done_; ++i) {
+            ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+            if (n < 0) {
+                if (errno == EAGAIN || errno == EINTR) return;
+                end_of_stream(strerror(errno));
+                return;
+            }
+            if (n == 0) {
+                end_of_stream("connection closed");
+                return;
+            }
+            got_bytes_ = true;
+            last_activity_ = Loop::now();
+            reader_.feed(std::string_view(buf, static_cast<size_t>(n)));
+            dispatch_records();
+        }
+    }
+
+    void end_of_stream(const std::string& why) {
+        if (reused_ && !got_bytes_) {
+            retry_fresh();  // a kept connection the backend had closed meanwhile
+            return;
+        }
+        if (!got_stdout_)
+            fail(BackendFailure::Unavailable, "backend " + why + " before the response");
+        else
+            fail(BackendFailure::BadResponse, "backend " + why + " before END_REQUEST");
+    }
+
+    void dispatch_records() {
+        fcgi::Record record;
+        for (;;) {
+            auto result = reader_.next(record);
+            if (result == fcgi::RecordReader::Result::NeedMore) return;
+            if (result == fcgi::RecordReader::Result::Error) {
+                fail(BackendFailure::BadResponse, reader_.error());
+                return;
+            }
+            if (record.request_id == 0) continue;  // management records: nothing asked, nothing to do
+            if (record.request_id != kRequestId) {
+                fail(BackendFailure::BadResponse, "record for request id " + std::to_string(record.request_id));
+                return;
+            }
+            switch (record.type) {
+                case fcgi::kStdout:
+                    if (record.content.empty()) break;  // end of the STDOUT stream
+                    got_stdout_ = true;
+                    sink_.on_stdout(record.content);
+                    break;
+                case fcgi::kStderr:
+                    if (!record.content.empty()) sink_.on_stderr(record.content);
+                    break;
+                case fcgi::kEndRequest:
+                    finish(record.content);
+                    return;
+                default:
+                    fail(BackendFailure::BadResponse, "unexpected record type " + std::to_string(record.type));
+                    return;
+            }
+            if (done_) return;  // the sink cancelled us
+        }
+    }
+
+    void finish(std::string_view content) {
+        auto end = fcgi::decode_end_request(content);
+        if (!end) {
+            fail(BackendFailure::BadResponse, "short END_REQUEST record");
+            return;
+        }
+        if (end->protocol_status == fcgi::kOverloaded) {
+            fail(BackendFailure::Overloaded, "backend answered FCGI_OVERLOADED");
+            return;
+        }
+        if (end->protocol_status != fcgi::kRequestComplete) {
+            fail(BackendFailure::Unavailable,
+                 "backend refused the request, protocol status " + std::to_string(end->protocol_status));
+            return;
+        }
+        done_ = true;
+        bool clean = reader_.buffered() == 0 && body_done_ && out_pos_ == out_.size() && !write_failed_;
+        if (gateway_.options().keep_conn && clean) {
+            loop_.unwatch(fd_);
+            gateway_.give_back(fd_);
+            fd_ = -1;
+        } else {
+            close_connection();  // promptly: php-fpm and libfcgi wait for our close
+        }
+        sink_.on_complete();
+    }
+
+    void retry_fresh() {
+        close_connection();
+        open_connection(false);
+    }
+
+    void close_connection() {
+        if (fd_ < 0) return;
+        loop_.unwatch(fd_);
+        ::close(fd_);
+        fd_ = -1;
+    }
+
+    void fail(BackendFailure kind, const std::string& why) {
+        if (done_) return;
+        done_ = true;
+        close_connection();
+        sink_.on_failure(kind, why);
+    }
+
+    // Reports a failure found while starting, once the caller holds the handle.
+    void fail_later(BackendFailure kind, std::string why) {
+        std::weak_ptr<bool> alive = alive_;
+        loop_.post([this, alive, kind, why = std::move(why)] {
+            if (auto a = alive.lock(); a && *a) fail(kind, why);
+        });
+    }
+
+    void arm_timer() {
+        auto timeout = gateway_.options().timeout;
+        auto deadline = last_activity_ + timeout;
+        auto delay = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Loop::now());
+        if (delay.count() < 1) delay = std::chrono::milliseconds(1);
+        timer_ = loop_.after(delay, [this, timeout] {
+            timer_ = 0;
+            if (done_) return;
+            if (paused_) last_activity_ = Loop::now();  // waiting on the client is not backend silence
+            if (Loop::now() - last_activity_ >= timeout) {
+                fail(BackendFailure::Timeout, "backend silent for " + std::to_string(timeout.count()) + " ms");
+                return;
+            }
+            arm_timer();
+        });
+    }
+
+    FastcgiGateway& gateway_;
+    Loop& loop_;
+    const CgiEnv& env_;
+    const BodySource& body_;
+    uint64_t conn_id_;
+    ExchangeSink& sink_;
+    std::shared_ptr<bool> alive_;
+
+    int fd_ = -1;
+    bool connecting_ = false;
+    bool reused_ = false;
+    bool paused_ = false;
+    bool done_ = false;
+    bool got_bytes_ = false;
+    bool got_stdout_ = false;
+    bool write_failed_ = false;
+    std::string out_;
+    size_t out_pos_ = 0;
+    uint64_t body_offset_ = 0;
+    bool body_done_ = false;
+    fcgi::RecordReader reader_;
+    Loop::Clock::time_point last_activity_ = Loop::now();
+    Loop::TimerId timer_ = 0;
+};
+
+}  // namespace
+
+FastcgiGateway::FastcgiGateway(Loop& loop, FastcgiOptions options) : loop_(loop), options_(std::move(options)) {
+    std::string error = parse_backend_address(options_.address, addr_, addr_len_);
+    if (!error.empty()) throw std::invalid_argument(options_.address + ": " + error);
+}
+
+FastcgiGateway::~FastcgiGateway() {
+    for (int fd : idle_) ::close(fd);
+}
+
+int FastcgiGateway::connect_new(int& error) {
+    int fd = ::socket(addr_.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        error = errno;
+        return -1;
+    }
+    if (addr_.ss_family != AF_UNIX) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr_), addr_len_) == 0) {
+        error = 0;
+        return fd;
+    }
+    error = errno;
+    if (error == EINPROGRESS) return fd;
+    ::close(fd);
+    return -1;
+}
+
+int FastcgiGateway::take_idle() {
+    while (!idle_.empty()) {
+        int fd = idle_.back();
+        idle_.pop_back();
+        char probe;
+        ssize_t n = ::recv(fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return fd;  // open and quiet
+        ::close(fd);  // closed by the backend, or it sent something unasked
+    }
+    return -1;
+}
+
+void FastcgiGateway::give_back(int fd) {
+    if (idle_.size() < options_.max_idle)
+        idle_.push_back(fd);
+    else
+        ::close(fd);
+}
+
+std::unique_ptr<Exchange> FastcgiGateway::start(const CgiEnv& env, const BodySource& body, uint64_t conn_id,
+                                                ExchangeSink& sink) {
+    auto exchange = std::make_unique<FastcgiExchange>(*this, env, body, conn_id, sink);
+    exchange->begin();
+    return exchange;
+}
+
+}  // namespace m2b

@@ -1,0 +1,52 @@
+// The FastCGI client: one responder request per backend connection (php-fpm
+// and libfcgi neither multiplex nor pipeline), optionally kept for reuse with
+// FCGI_KEEP_CONN in a bounded pool.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <sys/socket.h>
+#include <vector>
+
+#include "adapters/gateway.h"
+#include "bridge/loop.h"
+
+namespace m2b {
+
+struct FastcgiOptions {
+    std::string address;  // "unix:/path.sock" or "HOST:PORT"
+    std::chrono::milliseconds timeout{60000};
+    bool keep_conn = false;
+    size_t max_idle = 8;  // kept connections, each pinning a backend worker
+};
+
+// Parses "unix:/path" or "host:port" / "[v6]:port". Empty string on success,
+// else what is wrong.
+std::string parse_backend_address(const std::string& address, sockaddr_storage& out, socklen_t& len);
+
+class FastcgiGateway : public Gateway {
+public:
+    FastcgiGateway(Loop& loop, FastcgiOptions options);
+    ~FastcgiGateway() override;
+
+    std::unique_ptr<Exchange> start(const CgiEnv& env, const BodySource& body, uint64_t conn_id,
+                                    ExchangeSink& sink) override;
+    std::string_view describe() const override { return options_.address; }
+
+    // Used by exchanges.
+    int connect_new(int& error);  // a non-blocking socket, connect in progress or done
+    int take_idle();              // -1 if none usable
+    void give_back(int fd);
+    Loop& loop() { return loop_; }
+    const FastcgiOptions& options() const { return options_; }
+
+private:
+    Loop& loop_;
+    FastcgiOptions options_;
+    sockaddr_storage addr_{};
+    socklen_t addr_len_ = 0;
+    std::vector<int> idle_;
+};
+
+}  // namespace m2b

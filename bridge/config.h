@@ -1,0 +1,42 @@
+// The command line (product.md §1) as one plain struct.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace m2b {
+
+enum class Mode { FastCgi, Cgi };
+
+struct HandlerConfig {
+    Mode mode = Mode::FastCgi;
+    std::string backend;  // fastcgi: ADDRESS; cgi: PATH
+    std::string send_spec = "tcp://127.0.0.1:9997";
+    std::string recv_spec = "tcp://127.0.0.1:9996";
+    std::string document_root;
+    std::string script_filename;
+    std::string index;
+    std::string upload_store;  // Mongrel2's upload.temp_store, as m2bridge sees the path
+    double timeout_seconds = 60;
+    size_t max_requests = 64;
+    size_t queue = 1024;
+    double keepalive_seconds = 30;
+    bool keep_conn = false;
+    std::string access_log;
+    std::string log_level = "info";
+
+    std::chrono::milliseconds timeout() const {
+        return std::chrono::milliseconds(static_cast<int64_t>(timeout_seconds * 1000));
+    }
+    std::chrono::milliseconds keepalive() const {
+        return std::chrono::milliseconds(static_cast<int64_t>(keepalive_seconds * 1000));
+    }
+};
+
+// Parses argv. On --help/--version prints and exits 0; on a bad option, a
+// missing file or a bad value prints one line naming it and exits 2.
+HandlerConfig parse_command_line(int argc, char** argv);
+
+}  // namespace m2b

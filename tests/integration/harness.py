@@ -1,0 +1,291 @@
+"""Real peers for integration tests: Debian's mongrel2, php-fpm, the libfcgi
+example and m2bridge itself, each on loopback, on free ports, in a temp dir,
+stopped at the end. Nothing here is mocked; fakes live in fake_backends.py."""
+
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.environ.get("M2B_BUILD_DIR", os.path.join(ROOT, "build"))
+M2BRIDGE = os.path.join(BUILD, "m2bridge")
+FCGI_HELLO = os.path.join(BUILD, "examples", "fcgi-hello")
+PHP_FPM = shutil.which("php-fpm8.2") or "/usr/sbin/php-fpm8.2"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout=10.0, interval=0.02, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    raise TimeoutError("timed out waiting for " + what)
+
+
+def port_open(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+class Process:
+    """A child process with its output in a file, killed with its group."""
+
+    def __init__(self, argv, log_path, cwd=None, env=None):
+        self.log_path = log_path
+        self.log = open(log_path, "ab")
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, cwd=cwd, env=env,
+                                     start_new_session=True)
+
+    def output(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self, sig=signal.SIGTERM, timeout=10):
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+
+class Mongrel2:
+    """Debian's mongrel2 1.12 with one Handler. `routes` maps a pattern to
+    'bridge' (the handler) or to a Dir spec."""
+
+    def __init__(self, workdir, routes=None, protocol="json", settings=None):
+        self.dir = os.path.join(workdir, "m2")
+        for d in ("run", "logs", "tmp"):
+            os.makedirs(os.path.join(self.dir, d), exist_ok=True)
+        self.port = free_port()
+        self.send_spec = "tcp://127.0.0.1:%d" % free_port()
+        self.recv_spec = "tcp://127.0.0.1:%d" % free_port()
+        self.upload_store = os.path.join(self.dir, "tmp", "upload.XXXXXX")
+        self.uuid = str(uuid.uuid4())
+        routes = routes or {"/": "bridge"}
+        merged = {"server.daemonize": "0", "upload.temp_store": self.upload_store,
+                  "limits.min_ping": "0", "limits.min_read_rate": "0", "limits.min_write_rate": "0"}
+        merged.update(settings or {})
+        route_text = ", ".join("'%s': %s" % (p, h) for p, h in routes.items())
+        settings_text = ", ".join("'%s': %s" % (k, v if v.isdigit() else "'%s'" % v) for k, v in merged.items())
+        conf = f"""
+bridge = Handler(send_spec='{self.send_spec}', send_ident='{uuid.uuid4()}',
+                 recv_spec='{self.recv_spec}', recv_ident='', protocol='{protocol}')
+main = Server(uuid='{self.uuid}', name='main', bind_addr='127.0.0.1', port={self.port},
+              access_log='logs/access.log', error_log='logs/error.log', pid_file='run/mongrel2.pid',
+              control_port='ipc://run/control', default_host='localhost',
+              hosts=[Host(name='localhost', routes={{{route_text}}})])
+settings = {{{settings_text}}}
+servers = [main]
+"""
+        with open(os.path.join(self.dir, "mongrel2.conf"), "w") as f:
+            f.write(conf)
+        env = dict(os.environ, LOGNAME="root")
+        subprocess.run(["m2sh", "load", "-config", "mongrel2.conf", "-db", "config.sqlite"], cwd=self.dir,
+                       check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = Process(["mongrel2", "config.sqlite", self.uuid], os.path.join(self.dir, "mongrel2.out"),
+                               cwd=self.dir, env=env)
+        wait_until(lambda: port_open(self.port), what="mongrel2 to listen")
+
+    def uploads_left(self):
+        return [n for n in os.listdir(os.path.join(self.dir, "tmp")) if n.startswith("upload.")]
+
+    def stop(self):
+        self.process.stop(signal.SIGINT)
+
+
+class PhpFpm:
+    def __init__(self, workdir, children=2, extra_pool=""):
+        self.dir = os.path.join(workdir, "fpm")
+        os.makedirs(self.dir, exist_ok=True)
+        self.socket = os.path.join(self.dir, "php.sock")
+        conf = f"""
+[global]
+pid = {self.dir}/php-fpm.pid
+error_log = {self.dir}/error.log
+daemonize = no
+
+[www]
+user = root
+group = root
+listen = {self.socket}
+listen.mode = 0666
+pm = static
+pm.max_children = {children}
+catch_workers_output = yes
+clear_env = yes
+{extra_pool}
+"""
+        path = os.path.join(self.dir, "php-fpm.conf")
+        with open(path, "w") as f:
+            f.write(conf)
+        self.process = Process([PHP_FPM, "-R", "-n", "-y", path, "-F"], os.path.join(self.dir, "out.log"))
+        wait_until(lambda: os.path.exists(self.socket), what="php-fpm socket")
+
+    @property
+    def address(self):
+        return "unix:" + self.socket
+
+    def stop(self):
+        self.process.stop(signal.SIGQUIT)
+
+
+class FcgiHello:
+    def __init__(self, workdir):
+        self.socket = os.path.join(workdir, "hello.sock")
+        self.process = Process([FCGI_HELLO, "unix:" + self.socket], os.path.join(workdir, "fcgi-hello.log"))
+        wait_until(lambda: os.path.exists(self.socket), what="fcgi-hello socket")
+
+    @property
+    def address(self):
+        return "unix:" + self.socket
+
+    def stop(self):
+        self.process.stop(signal.SIGKILL)
+
+
+class Bridge:
+    """m2bridge itself, connected to a Mongrel2 (or to a fake front with the same two endpoints)."""
+
+    def __init__(self, workdir, front, backend_address, *args, mode="fastcgi", warmup_path=None):
+        self.log_path = os.path.join(workdir, "m2bridge-%d.log" % free_port())
+        argv = [M2BRIDGE, mode, "--send-spec", front.send_spec, "--recv-spec", front.recv_spec]
+        if getattr(front, "upload_store", None):
+            argv += ["--upload-store", front.upload_store]
+        argv += list(args) + [backend_address]
+        self.process = Process(argv, self.log_path)
+        wait_until(lambda: "m2bridge" in self.process.output() or not self.process.alive(), what="m2bridge start")
+        if not self.process.alive():
+            raise RuntimeError("m2bridge exited: " + self.process.output())
+        if warmup_path is not None and isinstance(front, Mongrel2):
+            # PUB/SUB needs a moment before replies flow (ZeroMQ's slow joiner).
+            def answered():
+                try:
+                    status, _, _ = http_request(front.port, "GET", warmup_path, timeout=1)
+                    return status != 0
+                except OSError:
+                    return False
+            wait_until(answered, what="first answer through mongrel2")
+
+    def log(self):
+        return self.process.output()
+
+    def stop(self):
+        return self.process.stop(signal.SIGTERM)
+
+
+def http_request(port, method, path, headers=None, body=b"", timeout=10, version="HTTP/1.1"):
+    """One request on a fresh connection. Returns (status, headers dict lower-case, body bytes)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(build_request(method, path, headers, body, version))
+        return read_response(s, method == "HEAD")
+
+
+def build_request(method, path, headers=None, body=b"", version="HTTP/1.1"):
+    head = "%s %s %s\r\nHost: localhost\r\n" % (method, path, version)
+    hs = dict(headers or {})
+    if body or method in ("POST", "PUT"):
+        hs.setdefault("Content-Length", str(len(body)))
+    lines = b"".join(k.encode() + b": " + (v if isinstance(v, bytes) else v.encode()) + b"\r\n"
+                     for k, v in hs.items())
+    return head.encode() + lines + b"\r\n" + body
+
+
+class SocketReader:
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = b""
+
+    def fill(self):
+        data = self.sock.recv(65536)
+        if not data:
+            raise EOFError("connection closed")
+        self.buf += data
+
+    def line(self):
+        while b"\r\n" not in self.buf:
+            self.fill()
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def exactly(self, n):
+        while len(self.buf) < n:
+            self.fill()
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def until_eof(self):
+        try:
+            while True:
+                self.fill()
+        except EOFError:
+            pass
+        out, self.buf = self.buf, b""
+        return out
+
+
+def read_response(sock, head_request=False, reader=None):
+    reader = reader or SocketReader(sock)
+    status_line = reader.line().decode()
+    status = int(status_line.split(" ")[1])
+    headers = {}
+    raw_headers = []
+    while True:
+        line = reader.line()
+        if not line:
+            break
+        k, v = line.decode("latin-1").split(":", 1)
+        raw_headers.append((k, v.strip()))
+        headers[k.lower()] = v.strip()
+    headers["__raw__"] = raw_headers
+    headers["__status_line__"] = status_line
+    if head_request or status in (204, 304) or 100 <= status < 200:
+        return status, headers, b""
+    if "content-length" in headers:
+        return status, headers, reader.exactly(int(headers["content-length"]))
+    if headers.get("transfer-encoding") == "chunked":
+        body = b""
+        while True:
+            size = int(reader.line().split(b";")[0], 16)
+            if size == 0:
+                reader.line()
+                return status, headers, body
+            body += reader.exactly(size)
+            reader.exactly(2)
+    return status, headers, reader.until_eof()
+
+
+def md5(data):
+    return hashlib.md5(data).hexdigest()
+
+
+class Workdir:
+    def __init__(self):
+        self.path = tempfile.mkdtemp(prefix="m2b-it-")
+
+    def cleanup(self):
+        shutil.rmtree(self.path, ignore_errors=True)
