@@ -398,7 +398,10 @@ void Transaction::on_failure(BackendFailure failure, std::string_view why) {
     drop_exchange();
     log::error(log_prefix(), gateway_.describe(), ": ", why);
     if (head_sent_) {
-        // Too late for an error status: end the connection so the client sees a short body.
+        // Too late for an error status: pass on what arrived, then end the
+        // connection so the client sees a short body.
+        cancel_timers();
+        send_pending(false);
         close_client();
     } else {
         std::vector<std::pair<std::string, std::string>> extra;

@@ -1,0 +1,137 @@
+"""A scriptable FastCGI backend for what no real one does on demand: lie in
+its response head, stall, die mid-body, or answer with a local redirect.
+Tests that use it say "fake backend" in their names."""
+
+import os
+import socket
+import struct
+import threading
+import time
+
+STDOUT, END_REQUEST, STDERR = 6, 3, 7
+
+
+def record(rtype, content, request_id=1):
+    return struct.pack(">BBHHBB", 1, rtype, request_id, len(content), 0, 0) + content
+
+
+def end_request(status=0, protocol_status=0, request_id=1):
+    return record(END_REQUEST, struct.pack(">IB3x", status, protocol_status), request_id)
+
+
+def stdout(data, request_id=1):
+    out = b""
+    for i in range(0, len(data), 65535):
+        out += record(STDOUT, data[i:i + 65535], request_id)
+    return out
+
+
+def read_request(conn):
+    """Reads BEGIN, PARAMS and STDIN; returns (params dict, stdin bytes)."""
+    buf = b""
+    params_raw = b""
+    stdin = b""
+    done_params = done_stdin = False
+
+    def need(n):
+        nonlocal buf
+        while len(buf) < n:
+            data = conn.recv(65536)
+            if not data:
+                raise EOFError
+            buf += data
+
+    while not (done_params and done_stdin):
+        need(8)
+        _, rtype, _, length, padding, _ = struct.unpack(">BBHHBB", buf[:8])
+        need(8 + length + padding)
+        content = buf[8:8 + length]
+        buf = buf[8 + length + padding:]
+        if rtype == 4:
+            if length == 0:
+                done_params = True
+            params_raw += content
+        elif rtype == 5:
+            if length == 0:
+                done_stdin = True
+            stdin += content
+    params = {}
+    i = 0
+
+    def length_at(i):
+        b = params_raw[i]
+        if b < 128:
+            return b, i + 1
+        return struct.unpack(">I", params_raw[i:i + 4])[0] & 0x7FFFFFFF, i + 4
+
+    while i < len(params_raw):
+        nl, i = length_at(i)
+        vl, i = length_at(i)
+        params[params_raw[i:i + nl].decode("latin-1")] = params_raw[i + nl:i + nl + vl].decode("latin-1")
+        i += nl + vl
+    return params, stdin
+
+
+class FakeBackend:
+    """`behave(params, stdin, conn)` writes whatever it likes to `conn`."""
+
+    def __init__(self, path, behave):
+        self.path = path
+        self.behave = behave
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        self.sock.listen(64)
+        self.requests = []
+        self.closed_after_end = []
+        self.running = True
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    @property
+    def address(self):
+        return "unix:" + self.path
+
+    def serve(self):
+        while self.running:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+
+    def handle(self, conn):
+        try:
+            params, stdin = read_request(conn)
+            self.requests.append((params, stdin))
+            self.behave(params, stdin, conn)
+        except (EOFError, OSError):
+            pass
+        finally:
+            conn.close()
+
+    def stop(self):
+        self.running = False
+        self.sock.close()
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
+
+def scripted(table):
+    """A behaviour from a table: SCRIPT_NAME+PATH_INFO → list of byte strings or
+    floats (sleep seconds); None in the list means 'close now without END_REQUEST'."""
+
+    def behave(params, stdin, conn):
+        key = params.get("PATH_INFO", "") or params.get("SCRIPT_NAME", "")
+        steps = table.get(key, [stdout(b"Content-Type: text/plain\r\n\r\nfake:" + key.encode()), end_request()])
+        if callable(steps):
+            steps = steps(params, stdin)
+        for step in steps:
+            if step is None:
+                return
+            if isinstance(step, float):
+                time.sleep(step)
+            else:
+                conn.sendall(step)
+    return behave
