@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "adapters/fastcgi/client.h"
 #include "bridge/log.h"
@@ -61,6 +62,14 @@ HandlerConfig parse_command_line(int argc, char** argv) {
     fastcgi->add_flag("--keep-conn", c.keep_conn, "reuse backend connections (FCGI_KEEP_CONN)");
     fastcgi->add_option("ADDRESS", c.backend, "unix:/path.sock or HOST:PORT")->required();
 
+    auto* cgi = app.add_subcommand("cgi", "run a CGI program (or a directory of them) per request");
+    add_common(cgi, c);
+    size_t max_procs = 2 * std::max(1L, sysconf(_SC_NPROCESSORS_ONLN));
+    cgi->add_option("--max-procs", max_procs, "scripts running at once; the rest queue")
+        ->check(CLI::Range(size_t{1}, size_t{100000}));
+    cgi->add_option("--pass-env", c.pass_env, "pass this variable of m2bridge's environment to scripts");
+    cgi->add_option("PATH", c.backend, "a CGI program, or a directory whose scripts the path picks")->required();
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {
@@ -74,9 +83,21 @@ HandlerConfig parse_command_line(int argc, char** argv) {
         usage_error(what.empty() ? "bad command line (see --help)" : what);
     }
 
-    c.mode = Mode::FastCgi;
+    c.mode = cgi->parsed() ? Mode::Cgi : Mode::FastCgi;
     if (!c.document_root.empty()) c.document_root = canonical_dir(c.document_root, "--document-root");
-    if (c.mode == Mode::FastCgi) {
+    if (c.mode == Mode::Cgi) {
+        c.max_requests = max_procs;
+        char real[PATH_MAX];
+        struct stat st {};
+        if (!realpath(c.backend.c_str(), real) || stat(real, &st) != 0)
+            usage_error("PATH: no such file or directory: " + c.backend);
+        c.backend = real;
+        c.cgi_directory = S_ISDIR(st.st_mode);
+        if (!c.cgi_directory && (!S_ISREG(st.st_mode) || access(real, X_OK) != 0))
+            usage_error("PATH: not an executable file: " + c.backend);
+        for (const auto& name : c.pass_env)
+            if (name.empty() || name.find('=') != std::string::npos) usage_error("--pass-env: not a variable name: " + name);
+    } else {
         sockaddr_storage addr;
         socklen_t len;
         std::string error = parse_backend_address(c.backend, addr, len);

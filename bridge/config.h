@@ -12,7 +12,9 @@ enum class Mode { FastCgi, Cgi };
 
 struct HandlerConfig {
     Mode mode = Mode::FastCgi;
-    std::string backend;  // fastcgi: ADDRESS; cgi: PATH
+    std::string backend;  // fastcgi: ADDRESS; cgi: PATH (canonical)
+    bool cgi_directory = false;  // cgi PATH is a directory (a cgi-bin)
+    std::vector<std::string> pass_env;  // cgi: names of m2bridge's environment passed to scripts
     std::string send_spec = "tcp://127.0.0.1:9997";
     std::string recv_spec = "tcp://127.0.0.1:9996";
     std::string document_root;

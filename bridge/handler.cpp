@@ -21,12 +21,21 @@ constexpr size_t kMaxHeld = 100000;
 Handler::Handler(Loop& loop, const HandlerConfig& config, Gateway& gateway)
     : loop_(loop), config_(config), gateway_(gateway),
       sockets_(loop, config.send_spec, config.recv_spec, [this](std::string_view m) { on_message(m); }) {
-    bool front_controller = !config.script_filename.empty();
-    settings_.script.directory = front_controller ? "" : config.document_root;
+    // One resolver for both modes: a directory to walk, or one fixed script.
     settings_.script.index = config.index;
-    settings_.script.require_executable = config.mode == Mode::Cgi;
     settings_.env.document_root = config.document_root;
-    settings_.env.script_filename = config.script_filename;
+    if (config.mode == Mode::Cgi) {
+        settings_.script.require_executable = true;
+        settings_.allow_nph = true;
+        if (config.cgi_directory)
+            settings_.script.directory = config.backend;
+        else
+            settings_.env.script_filename = config.backend;
+    } else {
+        bool front_controller = !config.script_filename.empty();
+        settings_.script.directory = front_controller ? "" : config.document_root;
+        settings_.env.script_filename = config.script_filename;
+    }
     reopen_logs();
     keepalive_timer_ = loop_.after(config_.keepalive(), [this] { keepalive_tick(); });
 }

@@ -1,12 +1,15 @@
 // Wires the pieces together: command line, loop, backend gateway, Mongrel2 handler.
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <memory>
 #include <exception>
 
 #ifdef M2B_HAVE_SYSTEMD
 #include <systemd/sd-daemon.h>
 #endif
 
+#include "adapters/cgi/runner.h"
 #include "adapters/fastcgi/client.h"
 #include "bridge/config.h"
 #include "bridge/handler.h"
@@ -38,13 +41,22 @@ int main(int argc, char** argv) {
 
     try {
         Loop loop;
-        FastcgiOptions options;
-        options.address = config.backend;
-        options.timeout = config.timeout();
-        options.keep_conn = config.keep_conn;
-        options.max_idle = std::max<size_t>(1, std::min<size_t>(config.max_requests, 16));
-        FastcgiGateway gateway(loop, options);
-        Handler handler(loop, config, gateway);
+        std::unique_ptr<Gateway> gateway;
+        if (config.mode == Mode::Cgi) {
+            CgiOptions options;
+            options.timeout = config.timeout();
+            for (const auto& name : config.pass_env)
+                if (const char* value = std::getenv(name.c_str())) options.passed_env.push_back(name + "=" + value);
+            gateway = std::make_unique<CgiGateway>(loop, std::move(options));
+        } else {
+            FastcgiOptions options;
+            options.address = config.backend;
+            options.timeout = config.timeout();
+            options.keep_conn = config.keep_conn;
+            options.max_idle = std::max<size_t>(1, std::min<size_t>(config.max_requests, 16));
+            gateway = std::make_unique<FastcgiGateway>(loop, options);
+        }
+        Handler handler(loop, config, *gateway);
 
         bool stopping = false;
         auto stop = [&] {
@@ -69,7 +81,7 @@ int main(int argc, char** argv) {
             notify("READY=1");
         });
 
-        log::info("m2bridge ", kVersion, " fastcgi ", config.backend, " <- ", config.send_spec, " -> ",
+        log::info("m2bridge ", kVersion, config.mode == Mode::Cgi ? " cgi " : " fastcgi ", config.backend, " <- ", config.send_spec, " -> ",
                   config.recv_spec);
         notify("READY=1");
         loop.run();

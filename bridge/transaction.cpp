@@ -92,6 +92,18 @@ void Transaction::start() {
         if (!request_.body.empty() || request_.header("content-length") || raw_) content_length = request_.body.size();
     }
     env_ = build_cgi_env(request_, target, settings_.env, content_length);
+    if (settings_.allow_nph && !raw_) {
+        const std::string& script = target.script_filename.empty() ? settings_.env.script_filename : target.script_filename;
+        std::string_view name = std::string_view(script).substr(script.rfind('/') + 1);
+        if (name.starts_with("nph-")) {
+            // Non-parsed headers (RFC 3875 §5): bytes pass as they come and the connection closes after.
+            nph_ = true;
+            head_parsed_ = true;
+            head_sent_ = true;
+            framing_ = Framing::CloseDelimited;
+            status_ = 200;
+        }
+    }
     exchange_ = gateway_.start(env_, body_, request_.conn_id, *this);
 }
 
@@ -397,7 +409,7 @@ void Transaction::on_failure(BackendFailure failure, std::string_view why) {
     if (state_ != State::Running) return;
     drop_exchange();
     log::error(log_prefix(), gateway_.describe(), ": ", why);
-    if (head_sent_) {
+    if (head_sent_ && !(nph_ && bytes_sent_ == 0)) {
         // Too late for an error status: pass on what arrived, then end the
         // connection so the client sees a short body.
         cancel_timers();

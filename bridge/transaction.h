@@ -39,6 +39,7 @@ public:
 struct TransactionSettings {
     ScriptOptions script;
     EnvOptions env;
+    bool allow_nph = false;  // CGI only: FastCGI has no NPH (FastCGI spec §6.1)
 };
 
 class Transaction final : public ExchangeSink {
@@ -98,6 +99,7 @@ private:
     Request request_;
     ReplyContext reply_ctx_;
     bool raw_ = false;  // JSON socket: no HTTP framing
+    bool nph_ = false;  // nph-* CGI script: its output is the whole HTTP response
     Loop::Clock::time_point started_at_ = Loop::now();
 
     int upload_fd_ = -1;

@@ -195,7 +195,16 @@ class Bridge:
         return self.process.output()
 
     def stop(self):
-        return self.process.stop(signal.SIGTERM)
+        """Stops m2bridge the way systemd does and insists on a clean exit:
+        status 0 and no sanitizer report (the test build runs under ASan/UBSan)."""
+        code = self.process.stop(signal.SIGTERM)
+        log = self.log()
+        for marker in ("AddressSanitizer", "LeakSanitizer", "runtime error:", "UndefinedBehaviorSanitizer"):
+            if marker in log:
+                raise AssertionError("m2bridge sanitizer report:\n" + log[-4000:])
+        if code != 0:
+            raise AssertionError("m2bridge exited with %s:\n%s" % (code, log[-2000:]))
+        return code
 
 
 def http_request(port, method, path, headers=None, body=b"", timeout=10, version="HTTP/1.1"):

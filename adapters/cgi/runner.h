@@ -1,0 +1,53 @@
+// CGI programs, one process per request (RFC 3875): posix_spawn into a
+// process group of its own, request environment only, body on stdin,
+// response from stdout, stderr to the log; all pipes non-blocking on the loop.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <sys/types.h>
+#include <unordered_map>
+#include <vector>
+
+#include "adapters/gateway.h"
+#include "bridge/loop.h"
+
+namespace m2b {
+
+struct CgiOptions {
+    std::chrono::milliseconds timeout{60000};
+    std::chrono::milliseconds kill_grace{1000};  // between SIGTERM and SIGKILL
+    // "NAME=value" entries of m2bridge's own environment the user allowed (--pass-env).
+    std::vector<std::string> passed_env;
+};
+
+inline constexpr const char* kCgiPath = "PATH=/usr/local/bin:/usr/bin:/bin";
+
+class CgiGateway : public Gateway {
+public:
+    CgiGateway(Loop& loop, CgiOptions options);
+    ~CgiGateway() override;
+
+    std::unique_ptr<Exchange> start(const CgiEnv& env, const BodySource& body, uint64_t conn_id,
+                                    ExchangeSink& sink) override;
+    std::string_view describe() const override { return "cgi"; }
+
+    // Used by exchanges.
+    void on_exit(pid_t pid, std::function<void(int status)> callback);
+    void forget(pid_t pid);
+    // SIGTERM to the group now, SIGKILL after the grace time.
+    void kill_group(pid_t pgid);
+    Loop& loop() { return loop_; }
+    const CgiOptions& options() const { return options_; }
+    size_t running_children() const { return children_.size(); }
+
+private:
+    void reap();
+
+    Loop& loop_;
+    CgiOptions options_;
+    std::unordered_map<pid_t, std::function<void(int)>> children_;
+};
+
+}  // namespace m2b

@@ -1,0 +1,70 @@
+#!/bin/sh
+# Installs what is needed, builds m2bridge, and runs the demo on localhost:6767:
+# Mongrel2 in front; m2bridge → php-fpm (examples/php) at /; m2bridge → the
+# libfcgi C example at /hello/. Ctrl-C stops everything.
+# DEMO_ONCE=1 shows the two answers and stops (a smoke test).
+set -eu
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+./scripts/deps.sh
+[ -f build/build.ninja ] || meson setup build --buildtype=release
+ninja -C build
+
+RUN=${DEMO_DIR:-/tmp/m2bridge-demo}
+rm -rf "$RUN"
+mkdir -p "$RUN/run" "$RUN/logs" "$RUN/tmp"
+cp examples/mongrel2/mongrel2.conf "$RUN/"
+cat > "$RUN/php-fpm.conf" <<CONF
+[global]
+pid = $RUN/run/php-fpm.pid
+error_log = $RUN/logs/php-fpm.log
+daemonize = no
+[demo]
+user = $(id -un)
+group = $(id -gn)
+listen = $RUN/run/php.sock
+pm = static
+pm.max_children = 4
+clear_env = yes
+CONF
+
+pids=""
+cleanup() {
+  for p in $pids; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+(cd "$RUN" && LOGNAME=${LOGNAME:-root} m2sh load -config mongrel2.conf -db config.sqlite >/dev/null 2>&1)
+(cd "$RUN" && exec mongrel2 config.sqlite a3c9e2d1-5b7f-4c8e-9a1d-2e3f4b5c6d7e > logs/mongrel2.out 2>&1) &
+pids="$pids $!"
+FPM_ROOT=""
+[ "$(id -u)" = 0 ] && FPM_ROOT="-R"
+$(command -v php-fpm8.2 || echo /usr/sbin/php-fpm8.2) $FPM_ROOT -n -y "$RUN/php-fpm.conf" -F > "$RUN/logs/php-fpm.out" 2>&1 &
+pids="$pids $!"
+build/examples/fcgi-hello "unix:$RUN/run/hello.sock" > "$RUN/logs/fcgi-hello.out" 2>&1 &
+pids="$pids $!"
+i=0
+while [ ! -S "$RUN/run/php.sock" ] || [ ! -S "$RUN/run/hello.sock" ]; do
+  i=$((i + 1)); [ $i -lt 100 ] || { echo "backends did not start; see $RUN/logs"; exit 1; }; sleep 0.1
+done
+
+build/m2bridge fastcgi --send-spec tcp://127.0.0.1:9997 --recv-spec tcp://127.0.0.1:9996 \
+  --document-root "$ROOT/examples/php" --index index.php --upload-store "$RUN/tmp/upload.XXXXXX" \
+  --access-log "$RUN/logs/m2bridge-access.log" "unix:$RUN/run/php.sock" &
+pids="$pids $!"
+build/m2bridge fastcgi --send-spec tcp://127.0.0.1:9995 --recv-spec tcp://127.0.0.1:9994 \
+  --upload-store "$RUN/tmp/upload.XXXXXX" "unix:$RUN/run/hello.sock" &
+pids="$pids $!"
+
+i=0
+until curl -sf -o /dev/null http://127.0.0.1:6767/ && curl -sf -o /dev/null http://127.0.0.1:6767/hello/; do
+  i=$((i + 1)); [ $i -lt 100 ] || { echo "demo did not answer; see $RUN/logs"; exit 1; }; sleep 0.1
+done
+echo "---- curl http://127.0.0.1:6767/?x=1"
+curl -s "http://127.0.0.1:6767/?x=1"
+echo "---- curl http://127.0.0.1:6767/hello/world"
+curl -s http://127.0.0.1:6767/hello/world
+[ "${DEMO_ONCE:-0}" = 1 ] && exit 0
+echo "---- demo running on http://127.0.0.1:6767/ (logs in $RUN/logs); Ctrl-C to stop"
+wait

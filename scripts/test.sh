@@ -1,0 +1,40 @@
+#!/bin/sh
+# Installs what is needed, builds m2bridge with AddressSanitizer and UBSan,
+# and runs every test: doctest unit tests, integration tests against real
+# mongrel2 / php-fpm / libfcgi, and each libFuzzer target for a bounded time.
+set -u
+cd "$(dirname "$0")/.."
+./scripts/deps.sh || { echo "dependency install failed"; exit 1; }
+
+BUILD=build-test
+if [ ! -f "$BUILD/build.ninja" ]; then
+  meson setup "$BUILD" -Db_sanitize=address,undefined -Db_lundef=false --buildtype=debugoptimized || exit 1
+fi
+ninja -C "$BUILD" || exit 1
+
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+LOGS=$(mktemp -d)
+passed=0
+failed=0
+status=0
+# Adds the passed/failed counts a runner printed in its summary line.
+tally() {  # log file, sed pattern giving "P F"
+  set -- $(sed -n "$2" "$1" | tail -1)
+  passed=$((passed + ${1:-0}))
+  failed=$((failed + ${2:-1}))
+}
+
+"$BUILD/tests/unit_tests" 2>&1 | tee "$LOGS/unit"
+tally "$LOGS/unit" 's/.*test cases: *[0-9]* | *\([0-9]*\) passed | *\([0-9]*\) failed.*/\1 \2/p'
+
+M2B_BUILD_DIR="$PWD/$BUILD" /usr/bin/python3 tests/integration/run.py 2>&1 | tee "$LOGS/integration"
+tally "$LOGS/integration" 's/^integration: \([0-9]*\) passed, \([0-9]*\) failed.*/\1 \2/p'
+
+tests/fuzz/run.sh "${M2B_FUZZ_SECONDS:-20}" 2>&1 | tee "$LOGS/fuzz"
+passed=$((passed + $(grep -c '^fuzz: .* ok' "$LOGS/fuzz")))
+failed=$((failed + $(grep -c 'FAILED' "$LOGS/fuzz")))
+
+rm -rf "$LOGS"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

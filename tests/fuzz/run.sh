@@ -1,0 +1,37 @@
+#!/bin/sh
+# Builds each libFuzzer target with clang (ASan + UBSan) and runs it for a
+# bounded time from its committed corpus. Usage: tests/fuzz/run.sh [SECONDS]
+set -eu
+SECONDS_EACH=${1:-20}
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+OUT=${M2B_FUZZ_DIR:-$ROOT/build-fuzz}
+CXX=${FUZZ_CXX:-clang++}
+if ! command -v "$CXX" >/dev/null 2>&1; then
+  echo "fuzz: $CXX not found, skipped"
+  exit 0
+fi
+mkdir -p "$OUT"
+CODEC="bridge/netstring.cpp bridge/json_headers.cpp bridge/m2_request.cpp bridge/m2_reply.cpp
+  bridge/http_reply.cpp adapters/cgi_response.cpp adapters/cgi_env.cpp adapters/script_path.cpp
+  adapters/fastcgi/record.cpp"
+FLAGS="-std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I$ROOT"
+failed=0
+for target in fuzz_m2_message fuzz_json_headers fuzz_tnetstring fuzz_fastcgi_records fuzz_cgi_response fuzz_script_path; do
+  srcs=""
+  for s in $CODEC; do srcs="$srcs $ROOT/$s"; done
+  # shellcheck disable=SC2086
+  "$CXX" $FLAGS "$HERE/$target.cpp" $srcs -lsimdjson -o "$OUT/$target"
+  work="$OUT/corpus-$target"
+  mkdir -p "$work"
+  cp "$HERE/corpus/$target/"* "$work/" 2>/dev/null || true
+  if "$OUT/$target" -max_total_time="$SECONDS_EACH" -max_len=70000 -timeout=10 -rss_limit_mb=2048 \
+       -print_final_stats=0 "$work" > "$OUT/$target.log" 2>&1; then
+    echo "fuzz: $target ok ($(grep -c '' "$OUT/$target.log") log lines, $(ls "$work" | wc -l) corpus entries)"
+  else
+    echo "fuzz: $target FAILED; see $OUT/$target.log"
+    tail -30 "$OUT/$target.log"
+    failed=1
+  fi
+done
+exit $failed
