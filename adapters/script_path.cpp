@@ -103,24 +103,41 @@ ScriptTarget resolve_script(const ScriptOptions& options, std::string_view patte
     std::string current = root;
     size_t i = 0;
     struct stat st {};
+    // lstat each step: without a symlink on the way the path is already
+    // canonical (root is, and segments hold no '.', '..' or '/'), so realpath
+    // and its readlink calls are needed only when a link was crossed.
+    bool crossed_link = false;
+    auto look = [&](const std::string& path) {
+        if (lstat(path.c_str(), &st) != 0) return false;
+        if (S_ISLNK(st.st_mode)) {
+            crossed_link = true;
+            return stat(path.c_str(), &st) == 0;
+        }
+        return true;
+    };
     for (; i < segments.size(); ++i) {
         current += "/" + segments[i];
-        if (stat(current.c_str(), &st) != 0) return refuse(404, "no such script: " + current);
+        if (!look(current)) return refuse(crossed_link ? 403 : 404, "no such script: " + current);
         if (!S_ISDIR(st.st_mode)) break;
     }
     if (i == segments.size()) {
         // The path names a directory: its index script, if one is configured.
         if (options.index.empty()) return refuse(404, "path is a directory and no index is set");
         current += "/" + options.index;
-        if (stat(current.c_str(), &st) != 0) return refuse(404, "no index script: " + current);
+        if (!look(current)) return refuse(404, "no index script: " + current);
         segments.push_back(options.index);
         trailing_slash = false;
     }
     if (!S_ISREG(st.st_mode)) return refuse(403, "not a regular file: " + current);
-    char real[PATH_MAX];
-    if (!realpath(current.c_str(), real)) return refuse(404, "cannot resolve: " + current);
-    if (!inside(root, real)) return refuse(403, "script resolves outside the directory: " + current);
-    if (options.require_executable && access(real, X_OK) != 0) return refuse(403, "script is not executable: " + current);
+    std::string real = current;
+    if (crossed_link) {
+        char resolved[PATH_MAX];
+        if (!realpath(current.c_str(), resolved)) return refuse(404, "cannot resolve: " + current);
+        real = resolved;
+        if (!inside(root, real)) return refuse(403, "script resolves outside the directory: " + current);
+    }
+    if (options.require_executable && access(real.c_str(), X_OK) != 0)
+        return refuse(403, "script is not executable: " + current);
 
     target.script_name = mount + join(0, i + 1);
     target.script_filename = real;

@@ -127,8 +127,14 @@ private:
         out_ += *params;
         refill_body();
         last_activity_ = Loop::now();
-        loop_.watch(fd_, EPOLLOUT, [this](uint32_t events) { on_events(events); });
-        update_events();
+        // A Unix socket is usually connected at once: write the request now,
+        // so the watch starts with the events it needs (fewer epoll_ctl calls).
+        if (!connecting_) flush();
+        if (done_) return false;
+        if (!watched_) {
+            watched_ = true;
+            loop_.watch(fd_, wanted_events(), [this](uint32_t events) { on_events(events); });
+        }
         return true;
     }
 
@@ -156,12 +162,15 @@ private:
         body_done_ = true;
     }
 
-    void update_events() {
-        if (fd_ < 0) return;
+    uint32_t wanted_events() const {
         uint32_t events = 0;
-        if (connecting_ || out_pos_ < out_.size()) events |= EPOLLOUT;
+        if (connecting_ || (!write_failed_ && out_pos_ < out_.size())) events |= EPOLLOUT;
         if (!connecting_ && !paused_) events |= EPOLLIN | EPOLLRDHUP;
-        loop_.set_events(fd_, events);
+        return events;
+    }
+
+    void update_events() {
+        if (fd_ >= 0 && watched_) loop_.set_events(fd_, wanted_events());
     }
 
     void on_events(uint32_t events) {
@@ -295,7 +304,8 @@ private:
         done_ = true;
         bool clean = reader_.buffered() == 0 && body_done_ && out_pos_ == out_.size() && !write_failed_;
         if (gateway_.options().keep_conn && clean) {
-            loop_.unwatch(fd_);
+            if (watched_) loop_.unwatch(fd_);
+            watched_ = false;
             gateway_.give_back(fd_);
             fd_ = -1;
         } else {
@@ -311,7 +321,8 @@ private:
 
     void close_connection() {
         if (fd_ < 0) return;
-        loop_.unwatch(fd_);
+        if (watched_) loop_.unwatch(fd_);
+        watched_ = false;
         ::close(fd_);
         fd_ = -1;
     }
@@ -357,6 +368,7 @@ private:
     std::shared_ptr<bool> alive_;
 
     int fd_ = -1;
+    bool watched_ = false;
     bool connecting_ = false;
     bool reused_ = false;
     bool paused_ = false;

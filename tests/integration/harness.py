@@ -171,13 +171,13 @@ class FcgiHello:
 class Bridge:
     """m2bridge itself, connected to a Mongrel2 (or to a fake front with the same two endpoints)."""
 
-    def __init__(self, workdir, front, backend_address, *args, mode="fastcgi", warmup_path=None):
+    def __init__(self, workdir, front, backend_address, *args, mode="fastcgi", warmup_path=None, env=None):
         self.log_path = os.path.join(workdir, "m2bridge-%d.log" % free_port())
         argv = [M2BRIDGE, mode, "--send-spec", front.send_spec, "--recv-spec", front.recv_spec]
         if getattr(front, "upload_store", None):
             argv += ["--upload-store", front.upload_store]
         argv += list(args) + [backend_address]
-        self.process = Process(argv, self.log_path)
+        self.process = Process(argv, self.log_path, env=env)
         wait_until(lambda: "m2bridge" in self.process.output() or not self.process.alive(), what="m2bridge start")
         if not self.process.alive():
             raise RuntimeError("m2bridge exited: " + self.process.output())

@@ -1,0 +1,2 @@
+#!/bin/sh
+printf 'Location: /cgi/status.sh\r\n\r\n'
