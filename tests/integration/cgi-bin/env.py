@@ -6,8 +6,11 @@ body = sys.stdin.buffer.read()
 fds = {}
 listing = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY)
 for name in os.listdir(listing):
-    if int(name) != listing:
-        fds[name] = os.readlink("/proc/self/fd/" + name)
+    try:
+        if int(name) != listing:
+            fds[name] = os.readlink("/proc/self/fd/" + name)
+    except FileNotFoundError:
+        pass  # the descriptor listdir itself used, closed again
 os.close(listing)
 out = json.dumps({
     "env": {k.decode("latin-1"): base64.b64encode(v).decode() for k, v in os.environb.items()},
