@@ -16,7 +16,7 @@ RUN=$(mktemp -d /tmp/m2b-bench-XXXXXX)
 mkdir -p "$RUN/run" "$RUN/logs" "$RUN/tmp" "$RUN/www"
 cp bench/hello.php "$RUN/www/"
 echo "Hello, world" > "$RUN/www/hello.txt"
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. bench/lib.sh
 M2_PORT=$(free_port); NGINX_PORT=$(free_port); SEND=$(free_port); RECV=$(free_port); SEND2=$(free_port); RECV2=$(free_port)
 WORKERS=${FPM_WORKERS:-4}
 
@@ -95,30 +95,6 @@ until curl -sf -o /dev/null "http://127.0.0.1:$M2_PORT/hello.php" && curl -sf -o
   sleep 0.2
 done
 
-# CPU seconds (user+system) used so far by the processes whose command line matches $1.
-cpu() {
-  total=0
-  for pid in $(pgrep -f "$1"); do
-    t=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)
-    total=$((total + t))
-  done
-  echo "$total"
-}
-snapshot() { echo "$(cpu "mongrel2 config") $(cpu build-bench/m2bridge) $(cpu php-fpm) $(cpu "nginx")"; }
-
-measure() {  # name url var
-  wrk -t 1 -c 8 -d 2 "$2" > /dev/null 2>&1  # warm-up
-  before=$(snapshot)
-  out=$(wrk -t 2 -c "$CONNS" -d "$DURATION" --latency "$2")
-  after=$(snapshot)
-  rps=$(echo "$out" | awk '/^Requests\/sec/ {print $2}')
-  p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
-  p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
-  errors=$(echo "$out" | awk '/Non-2xx|Socket errors/' | tr '\n' ' ')
-  printf '%-36s %10s req/s  p50 %8s  p99 %8s %s\n' "$1" "$rps" "$p50" "$p99" "$errors"
-  echo "$before $after $DURATION" | awk '{ printf "    cpu seconds per wall second: mongrel2 %.2f  m2bridge %.2f  php-fpm %.2f  nginx %.2f\n", ($5-$1)/100/$9, ($6-$2)/100/$9, ($7-$3)/100/$9, ($8-$4)/100/$9 }'
-  eval "RPS_$3=$rps"
-}
 echo "php-fpm workers: $WORKERS, wrk: 2 threads, $CONNS connections, ${DURATION}s, $(nproc) cores"
 measure "nginx -> php-fpm" "http://127.0.0.1:$NGINX_PORT/hello.php" NGINX
 measure "mongrel2 -> m2bridge -> php-fpm" "http://127.0.0.1:$M2_PORT/hello.php" M2B

@@ -8,6 +8,7 @@ import re
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import unittest
 import urllib.parse
@@ -293,6 +294,82 @@ class ClientDisconnectFreesWorker(unittest.TestCase):
             fpm.stop()
             m2.stop()
             work.cleanup()
+
+
+class QueueLimits(unittest.TestCase):
+    def test_beyond_max_requests_and_queue_is_503(self):
+        work = Workdir()
+        root = docroot_with_php(work.path)
+        m2 = Mongrel2(work.path)
+        fpm = PhpFpm(work.path, children=4)
+        bridge = Bridge(work.path, m2, fpm.address, "--document-root", root, "--max-requests", "1", "--queue", "1",
+                        warmup_path="/status.php")
+        try:
+            results = {}
+
+            def fetch(i):
+                results[i] = http_request(m2.port, "GET", "/sleep.php?s=1&i=%d" % i, timeout=20)
+            threads = []
+            for i in range(3):  # one runs, one waits, one is refused
+                t = threading.Thread(target=fetch, args=(i,))
+                t.start()
+                threads.append(t)
+                time.sleep(0.2)
+            for t in threads:
+                t.join()
+            self.assertEqual([results[i][0] for i in range(3)], [200, 200, 503])
+            self.assertEqual(results[2][1]["retry-after"], "1")
+            self.assertEqual(results[1][2], b"slept\n")
+            self.assertIn("queue full", bridge.log())
+        finally:
+            bridge.stop()
+            fpm.stop()
+            m2.stop()
+            work.cleanup()
+
+
+class KeepAliveAgainstMongrel2Sweeper(unittest.TestCase):
+    """Mongrel2 kills idle connections (min_ping, here 2 s, checked every second); a long-poll
+    held by an empty X-Mongrel2-Deliver survives only through m2bridge's ctl keep-alive."""
+
+    def hold_for(self, keepalive, seconds):
+        work = Workdir()
+        root = docroot_with_php(work.path)
+        m2 = Mongrel2(work.path, settings={"limits.min_ping": "2", "limits.tick_timer": "1",
+                                           "limits.min_read_rate": "300", "limits.min_write_rate": "300"})
+        fpm = PhpFpm(work.path, children=2)
+        bridge = Bridge(work.path, m2, fpm.address, "--document-root", root, "--keepalive", keepalive,
+                        warmup_path="/status.php")
+        ids_dir = os.path.join(work.path, "ids")
+        os.makedirs(ids_dir)
+        s = socket.create_connection(("127.0.0.1", m2.port), timeout=seconds + 10)
+        try:
+            s.sendall(build_request("GET", "/hold.php?dir=" + urllib.parse.quote(ids_dir)))
+            wait_until(lambda: os.listdir(ids_dir), what="the long-poll to register")
+            s.settimeout(seconds)
+            try:
+                early = s.recv(1)  # b"" if Mongrel2 closed the connection
+            except socket.timeout:
+                early = None
+            if early is not None:
+                return "closed"
+            http_request(m2.port, "GET", "/deliver.php?dir=" + urllib.parse.quote(ids_dir))
+            s.settimeout(5)
+            status, _, body = read_response(s)
+            return (status, body)
+        finally:
+            s.close()
+            bridge.stop()
+            fpm.stop()
+            m2.stop()
+            work.cleanup()
+
+    def test_held_connection_survives_with_keepalive(self):
+        self.assertEqual(self.hold_for("0.5", 7), (200, b"news for everyone"))
+
+    def test_without_keepalive_mongrel2_drops_it(self):
+        # The control case: the same hold with keep-alives 30 s apart is swept by Mongrel2.
+        self.assertEqual(self.hold_for("30", 7), "closed")
 
 
 class BackendDown(unittest.TestCase):
