@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <map>
@@ -73,9 +75,14 @@ void Handler::on_message(std::string_view message) {
         case MessageKind::Disconnect:
             on_disconnect(request.conn_id);
             return;
-        case MessageKind::Credits:
-            log::debug("conn=", request.conn_id, " credits ", request.credits);
+        case MessageKind::Credits: {
+            auto flow = flow_.find(request.conn_id);
+            if (flow == flow_.end()) return;
+            flow->second.outstanding -= std::min(flow->second.outstanding, request.credits);
+            auto it = by_conn_.find(request.conn_id);
+            if (it != by_conn_.end() && !it->second.empty()) it->second.front()->on_credits();
             return;
+        }
         case MessageKind::WebSocket:
             if (request.header_or("METHOD", "") == "WEBSOCKET_HANDSHAKE") {
                 log::warn("conn=", request.conn_id, " websocket handshake refused: not supported");
@@ -96,6 +103,11 @@ void Handler::on_message(std::string_view message) {
 
 void Handler::on_request(Request request) {
     uint64_t conn = request.conn_id;
+    if (const std::string* credits = request.header("DOWNLOAD_CREDITS")) {
+        // The first request of a flow-controlled connection names its window.
+        uint64_t window = std::strtoull(credits->c_str(), nullptr, 10);
+        if (window > 0 && !flow_.count(conn)) flow_[conn] = Flow{window, 0};
+    }
     UploadCheck upload = check_upload(request, config_.upload_store);
     int upload_fd = -1;
     uint64_t upload_length = 0;
@@ -183,8 +195,22 @@ void Handler::finished(Transaction& t) {
     check_shutdown();
 }
 
+size_t Handler::send_window(uint64_t conn) {
+    auto it = flow_.find(conn);
+    if (it == flow_.end()) return SIZE_MAX;
+    // Mongrel2 closes a connection whose queued bytes pass the window: stay a little under it.
+    uint64_t limit = it->second.window - std::min<uint64_t>(it->second.window, 1024);
+    return it->second.outstanding >= limit ? 0 : static_cast<size_t>(limit - it->second.outstanding);
+}
+
+void Handler::sent_bytes(uint64_t conn, size_t bytes) {
+    auto it = flow_.find(conn);
+    if (it != flow_.end()) it->second.outstanding += bytes;
+}
+
 void Handler::on_disconnect(uint64_t conn) {
     held_.erase(conn);
+    flow_.erase(conn);
     auto it = by_conn_.find(conn);
     if (it == by_conn_.end()) return;
     auto queue = std::move(it->second);

@@ -34,6 +34,8 @@ public:
     void hold(const std::string& sender, uint64_t conn_id, const ReplyContext& ctx) override;
     void deliver(const std::string& sender, std::span<const uint64_t> ids, std::string_view bytes) override;
     void access_log(const Transaction& t) override;
+    size_t send_window(uint64_t conn_id) override;
+    void sent_bytes(uint64_t conn_id, size_t bytes) override;
 
 private:
     struct Held {
@@ -62,6 +64,12 @@ private:
     size_t running_ = 0;
     size_t transactions_ = 0;
     std::unordered_map<uint64_t, Held> held_;
+    // Connections under Mongrel2's download.flow_control: bytes sent and not yet credited.
+    struct Flow {
+        uint64_t window = 0;
+        uint64_t outstanding = 0;
+    };
+    std::unordered_map<uint64_t, Flow> flow_;
     Loop::TimerId keepalive_timer_ = 0;
     std::function<void()> on_drained_;
     FILE* access_log_ = nullptr;

@@ -240,7 +240,7 @@ void Transaction::schedule_output() {
         // Hold the backend until this message can go.
         if (exchange_ && !paused_) {
             paused_ = true;
-            exchange_->set_paused(true);
+            if (!paused_for_outbox_) exchange_->set_paused(true);
         }
     }
     flush_timer_ = loop_.after(std::max(wait, kFlushDelay), [this] {
@@ -307,19 +307,60 @@ void Transaction::send_pending(bool final) {
     }
     pending_.clear();
     if (!out.empty()) send_message(out);
-    if (paused_ && exchange_) {
+    if (paused_) {
         paused_ = false;
-        exchange_->set_paused(false);
+        if (exchange_ && !paused_for_outbox_) exchange_->set_paused(false);
     }
 }
 
 void Transaction::send_message(std::string_view bytes) {
-    owner_.send(encode_reply(request_.sender, request_.conn_id, bytes));
+    outbox_ += bytes;
     bytes_sent_ += bytes.size();
     last_send_ = Loop::now();
+    pump();
 }
 
-void Transaction::close_client() { owner_.send(encode_reply(request_.sender, request_.conn_id, "")); }
+void Transaction::close_client() {
+    close_pending_ = true;
+    pump();
+}
+
+// Hands the outbox to Mongrel2: all of it in one message, or, with download
+// flow control, as much as the connection's window allows.
+void Transaction::pump() {
+    while (!outbox_.empty()) {
+        size_t n = std::min(outbox_.size(), owner_.send_window(request_.conn_id));
+        if (n == 0) break;
+        owner_.send(encode_reply(request_.sender, request_.conn_id, std::string_view(outbox_).substr(0, n)));
+        owner_.sent_bytes(request_.conn_id, n);
+        outbox_.erase(0, n);
+    }
+    if (!outbox_.empty()) {
+        // Waiting for credits: stop reading the backend once a message's worth is queued.
+        if (!paused_for_outbox_ && outbox_.size() >= kMessageTarget && exchange_) {
+            paused_for_outbox_ = true;
+            if (!paused_) exchange_->set_paused(true);
+        }
+        return;
+    }
+    if (paused_for_outbox_) {
+        paused_for_outbox_ = false;
+        if (exchange_ && !paused_) exchange_->set_paused(false);
+    }
+    if (close_pending_) {
+        close_pending_ = false;
+        owner_.send(encode_reply(request_.sender, request_.conn_id, ""));
+    }
+    if (state_ == State::Draining) {
+        state_ = State::Done;
+        owner_.access_log(*this);
+        owner_.finished(*this);
+    }
+}
+
+void Transaction::on_credits() {
+    if (state_ == State::Running || state_ == State::Draining) pump();
+}
 
 void Transaction::on_complete() {
     if (state_ != State::Running) return;
@@ -433,11 +474,15 @@ void Transaction::reply_error(int status, std::vector<std::pair<std::string, std
 }
 
 void Transaction::finish() {
-    if (state_ == State::Done) return;
-    state_ = State::Done;
+    if (state_ == State::Done || state_ == State::Draining) return;
     cancel_timers();
     drop_exchange();
     drop_upload();
+    if (!outbox_.empty() || close_pending_) {
+        state_ = State::Draining;  // pump() finishes once Mongrel2 has taken it all
+        return;
+    }
+    state_ = State::Done;
     owner_.access_log(*this);
     owner_.finished(*this);
 }

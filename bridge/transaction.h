@@ -34,6 +34,10 @@ public:
     // Sends `bytes` to each id (≤128 per message) and releases held ones.
     virtual void deliver(const std::string& sender, std::span<const uint64_t> ids, std::string_view bytes) = 0;
     virtual void access_log(const Transaction& t) = 0;
+    // Download flow control (Mongrel2's download.flow_control): how many
+    // bytes may be sent to this connection now, and what was sent.
+    virtual size_t send_window(uint64_t conn_id) = 0;
+    virtual void sent_bytes(uint64_t conn_id, size_t bytes) = 0;
 };
 
 struct TransactionSettings {
@@ -56,12 +60,15 @@ public:
     void reject(int status, std::string_view why);
     // The client is gone: stop the backend, send nothing.
     void cancel();
+    // Mongrel2 wrote bytes to this connection: more may be sent.
+    void on_credits();
 
     uint64_t conn_id() const { return request_.conn_id; }
     const std::string& sender() const { return request_.sender; }
     const Request& request() const { return request_; }
     bool running() const { return state_ == State::Running; }
     bool done() const { return state_ == State::Done; }
+    bool draining() const { return state_ == State::Draining; }
     int status() const { return status_; }
     uint64_t bytes_sent() const { return bytes_sent_; }
     double elapsed_ms() const;
@@ -73,7 +80,8 @@ public:
     void on_failure(BackendFailure failure, std::string_view why) override;
 
 private:
-    enum class State { Waiting, Running, Done };
+    // Draining: the reply is complete but waits in the outbox for credits.
+    enum class State { Waiting, Running, Draining, Done };
 
     void handle_head();
     void local_redirect();
@@ -86,6 +94,7 @@ private:
     void reply_error(int status, std::vector<std::pair<std::string, std::string>> extra = {});
     void send_message(std::string_view bytes);
     void close_client();
+    void pump();
     void finish();
     void drop_exchange();
     void drop_upload();
@@ -126,6 +135,9 @@ private:
     Loop::TimerId flush_timer_ = 0;
     Loop::Clock::time_point last_send_{};
     size_t stderr_logged_ = 0;
+    std::string outbox_;  // framed reply bytes not yet handed to Mongrel2 (flow control)
+    bool close_pending_ = false;
+    bool paused_for_outbox_ = false;
 
     int status_ = 0;
     uint64_t bytes_sent_ = 0;

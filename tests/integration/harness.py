@@ -77,7 +77,7 @@ class Mongrel2:
     """Debian's mongrel2 1.12 with one Handler. `routes` maps a pattern to
     'bridge' (the handler) or to a Dir spec."""
 
-    def __init__(self, workdir, routes=None, protocol="json", settings=None):
+    def __init__(self, workdir, routes=None, protocol="json", settings=None, raw_payload=False):
         self.dir = os.path.join(workdir, "m2")
         for d in ("run", "logs", "tmp"):
             os.makedirs(os.path.join(self.dir, d), exist_ok=True)
@@ -94,7 +94,7 @@ class Mongrel2:
         settings_text = ", ".join("'%s': %s" % (k, v if v.isdigit() else "'%s'" % v) for k, v in merged.items())
         conf = f"""
 bridge = Handler(send_spec='{self.send_spec}', send_ident='{uuid.uuid4()}',
-                 recv_spec='{self.recv_spec}', recv_ident='', protocol='{protocol}')
+                 recv_spec='{self.recv_spec}', recv_ident='', protocol='{protocol}', raw_payload={int(raw_payload)})
 main = Server(uuid='{self.uuid}', name='main', bind_addr='127.0.0.1', port={self.port},
               access_log='logs/access.log', error_log='logs/error.log', pid_file='run/mongrel2.pid',
               control_port='ipc://run/control', default_host='localhost',

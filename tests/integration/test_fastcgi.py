@@ -249,6 +249,43 @@ class TnetstringProtocol(PhpFpmThroughMongrel2):
     protocol = "tnetstring"
 
 
+class DownloadFlowControl(unittest.TestCase):
+    """Mongrel2 with download.flow_control=1 closes a connection with more than 100 KiB queued:
+    m2bridge must send large replies in pieces as DOWNLOAD_CREDITS come back."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.work = Workdir()
+        cls.root = docroot_with_php(cls.work.path)
+        cls.m2 = Mongrel2(cls.work.path, settings={"download.flow_control": "1"})
+        cls.fpm = PhpFpm(cls.work.path, children=2)
+        cls.bridge = Bridge(cls.work.path, cls.m2, cls.fpm.address, "--document-root", cls.root,
+                            warmup_path="/status.php")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.bridge.stop()
+        cls.fpm.stop()
+        cls.m2.stop()
+        cls.work.cleanup()
+
+    def test_5mb_response_through_credits(self):
+        status, _, body = http_request(self.m2.port, "GET", "/big.php", timeout=30)
+        self.assertEqual(status, 200)
+        expected = b"".join(md5(str(i).encode()).encode() for i in range(5 * 1024 * 1024 // 32))
+        self.assertEqual(md5(body), md5(expected))
+
+    def test_keepalive_connection_keeps_its_window(self):
+        with socket.create_connection(("127.0.0.1", self.m2.port), timeout=30) as s:
+            reader = SocketReader(s)
+            for path in ("/big.php?mib=1", "/status.php?code=202", "/big.php?mib=2"):
+                s.sendall(build_request("GET", path))
+                status, _, body = read_response(s, reader=reader)
+                self.assertIn(status, (200, 202), path)
+                if "big" in path:
+                    self.assertEqual(len(body), int(path[-1]) * 1024 * 1024)
+
+
 class KeptConnections(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -289,6 +326,39 @@ class ClientDisconnectFreesWorker(unittest.TestCase):
             self.assertEqual((status, body), (200, b"status body\n"))
             self.assertLess(time.time() - start, 15)  # far less than the 30 s the drip would take
             self.assertIn("client went away", bridge.log())
+        finally:
+            bridge.stop()
+            fpm.stop()
+            m2.stop()
+            work.cleanup()
+
+
+class JsonSocket(unittest.TestCase):
+    def test_json_socket_message_reaches_php_and_reply_is_raw(self):
+        work = Workdir()
+        root = docroot_with_php(work.path)
+        m2 = Mongrel2(work.path, routes={"@chat": "bridge", "/": "bridge"}, raw_payload=True)
+        fpm = PhpFpm(work.path, children=2)
+        bridge = Bridge(work.path, m2, fpm.address, "--script-filename", root + "/dump.php", warmup_path="/")
+        try:
+            message = b'{"type":"join","user":"bob"}'
+            with socket.create_connection(("127.0.0.1", m2.port), timeout=10) as s:
+                s.sendall(b"@chat " + message + b"\0")
+                data = b""
+                while True:
+                    try:
+                        json.loads(data)
+                        break
+                    except ValueError:
+                        chunk = s.recv(65536)
+                        self.assertTrue(chunk, "connection closed before a whole JSON reply: %r" % data[:80])
+                        data += chunk
+            self.assertTrue(data.startswith(b"{"))  # no status line, no HTTP framing
+            env, parsed = server_vars(data)
+            self.assertEqual(env["REQUEST_METHOD"], b"JSON")
+            self.assertEqual(env["CONTENT_TYPE"], b"application/json")
+            self.assertEqual(env["X_MONGREL2_PATTERN"], b"@chat")
+            self.assertEqual(parsed["body_md5"], md5(message))
         finally:
             bridge.stop()
             fpm.stop()
