@@ -194,6 +194,13 @@ class CgiDirectory(unittest.TestCase):
             self.assertIn(status, (400, 403, 404), path)
         self.assertFalse(os.path.exists(self.outside_marker))
 
+    def test_stderr_is_logged_bounded_and_never_blocks(self):
+        status, _, body = self.get("/cgi/stderr.sh", timeout=30)
+        self.assertEqual((status, body), (200, b"stderr done"))
+        log = self.bridge.log()
+        self.assertRegex(log, r"warn: conn=\d+ backend stderr: hello from stderr")
+        self.assertLess(len(log), 200 * 1024)  # 10 MB of stderr did not reach the log
+
     def test_missing_is_404_and_not_executable_is_403(self):
         self.assertEqual(self.get("/cgi/nope.sh")[0], 404)
         self.assertEqual(self.get("/cgi/noexec.sh")[0], 403)
