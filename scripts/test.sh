@@ -31,7 +31,7 @@ tally "$LOGS/unit" 's/.*test cases: *[0-9]* | *\([0-9]*\) passed | *\([0-9]*\) f
 M2B_BUILD_DIR="$PWD/$BUILD" /usr/bin/python3 tests/integration/run.py 2>&1 | tee "$LOGS/integration"
 tally "$LOGS/integration" 's/^integration: \([0-9]*\) passed, \([0-9]*\) failed.*/\1 \2/p'
 
-tests/fuzz/run.sh "${M2B_FUZZ_SECONDS:-20}" 2>&1 | tee "$LOGS/fuzz"
+tests/fuzz/run.sh "${M2B_FUZZ_SECONDS:-10}" 2>&1 | tee "$LOGS/fuzz"
 passed=$((passed + $(grep -c '^fuzz: .* ok' "$LOGS/fuzz")))
 failed=$((failed + $(grep -c 'FAILED' "$LOGS/fuzz")))
 

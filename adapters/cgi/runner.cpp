@@ -1,5 +1,7 @@
 #include "adapters/cgi/runner.h"
 
+#include "adapters/silence_timer.h"
+
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -40,12 +42,14 @@ class CgiExchange final : public Exchange {
 public:
     CgiExchange(CgiGateway& gateway, const CgiEnv& env, const BodySource& body, ExchangeSink& sink)
         : gateway_(gateway), loop_(gateway.loop()), env_(env), body_(body), sink_(sink),
-          alive_(std::make_shared<bool>(true)) {}
+          alive_(std::make_shared<bool>(true)),
+          silence_(loop_, gateway.options().timeout, [this] {
+              fail(BackendFailure::Timeout, "script silent for " + std::to_string(silence_.timeout().count()) + " ms");
+          }) {}
 
     ~CgiExchange() override {
         *alive_ = false;
         close_all();
-        if (timer_) loop_.cancel(timer_);
         if (pid_ > 0) {
             gateway_.forget(pid_);
             if (!exited_) gateway_.kill_group(pid_);
@@ -125,20 +129,20 @@ public:
         loop_.watch(stdout_, EPOLLIN, [this](uint32_t) { read_from(stdout_, true); });
         loop_.watch(stderr_, EPOLLIN, [this](uint32_t) { read_from(stderr_, false); });
         loop_.watch(stdin_, EPOLLOUT, [this](uint32_t) { write_body(); });
-        last_activity_ = Loop::now();
-        arm_timer();
+        silence_.start();
     }
 
     void set_paused(bool paused) override {
         if (paused_ == paused || done_) return;
         paused_ = paused;
-        if (!paused) last_activity_ = Loop::now();
+        silence_.set_paused(paused);
         if (stdout_ >= 0) loop_.set_events(stdout_, paused ? 0u : static_cast<uint32_t>(EPOLLIN));
         if (!paused && exited_) loop_.post(guarded([this] { finish_after_exit(); }));
     }
 
     void cancel() override {
         done_ = true;
+        silence_.stop();
         close_all();
     }
 
@@ -187,7 +191,7 @@ private:
                 return;
             }
             chunk_pos_ += static_cast<size_t>(n);
-            last_activity_ = Loop::now();
+            silence_.activity();
         }
     }
 
@@ -207,7 +211,7 @@ private:
                 if (is_stdout) complete();  // end of response = EOF on stdout
                 return false;
             }
-            last_activity_ = Loop::now();
+            silence_.activity();
             std::string_view bytes(buf, static_cast<size_t>(n));
             if (is_stdout)
                 sink_.on_stdout(bytes);
@@ -254,6 +258,7 @@ private:
     void complete() {
         if (done_) return;
         done_ = true;
+        silence_.stop();
         close_all();
         sink_.on_complete();
     }
@@ -261,6 +266,7 @@ private:
     void fail(BackendFailure kind, const std::string& why) {
         if (done_) return;
         done_ = true;
+        silence_.stop();
         close_all();
         if (pid_ > 0 && !exited_) gateway_.kill_group(pid_);
         sink_.on_failure(kind, why);
@@ -278,28 +284,13 @@ private:
         }
     }
 
-    void arm_timer() {
-        auto timeout = gateway_.options().timeout;
-        auto delay = std::chrono::duration_cast<std::chrono::milliseconds>(last_activity_ + timeout - Loop::now());
-        if (delay.count() < 1) delay = std::chrono::milliseconds(1);
-        timer_ = loop_.after(delay, [this, timeout] {
-            timer_ = 0;
-            if (done_) return;
-            if (paused_) last_activity_ = Loop::now();
-            if (Loop::now() - last_activity_ >= timeout) {
-                fail(BackendFailure::Timeout, "script silent for " + std::to_string(timeout.count()) + " ms");
-                return;
-            }
-            arm_timer();
-        });
-    }
-
     CgiGateway& gateway_;
     Loop& loop_;
     const CgiEnv& env_;
     const BodySource& body_;
     ExchangeSink& sink_;
     std::shared_ptr<bool> alive_;
+    SilenceTimer silence_;
 
     pid_t pid_ = -1;
     bool exited_ = false;
@@ -310,8 +301,6 @@ private:
     std::string chunk_;
     size_t chunk_pos_ = 0;
     uint64_t body_offset_ = 0;
-    Loop::Clock::time_point last_activity_ = Loop::now();
-    Loop::TimerId timer_ = 0;
 };
 
 }  // namespace

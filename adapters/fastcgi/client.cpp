@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "adapters/fastcgi/record.h"
+#include "adapters/silence_timer.h"
 
 namespace m2b {
 
@@ -67,29 +68,35 @@ class FastcgiExchange final : public Exchange {
 public:
     FastcgiExchange(FastcgiGateway& gateway, const CgiEnv& env, const BodySource& body, uint64_t conn_id,
                     ExchangeSink& sink)
-        : gateway_(gateway), loop_(gateway.loop()), env_(env), body_(body), conn_id_(conn_id), sink_(sink),
-          alive_(std::make_shared<bool>(true)) {}
+        : gateway_(gateway), loop_(gateway.loop()), env_(env), body_(body), sink_(sink),
+          alive_(std::make_shared<bool>(true)),
+          silence_(loop_, gateway.options().timeout, [this] {
+              fail(BackendFailure::Timeout,
+                   "backend silent for " + std::to_string(silence_.timeout().count()) + " ms");
+          }) {
+        (void)conn_id;
+    }
 
     ~FastcgiExchange() override {
         *alive_ = false;
         close_connection();
-        if (timer_) loop_.cancel(timer_);
     }
 
     void begin() {
         if (!open_connection(gateway_.options().keep_conn)) return;
-        arm_timer();
+        silence_.start();
     }
 
     void set_paused(bool paused) override {
         if (paused_ == paused || done_) return;
         paused_ = paused;
-        if (!paused) last_activity_ = Loop::now();
+        silence_.set_paused(paused);
         update_events();
     }
 
     void cancel() override {
         done_ = true;
+        silence_.stop();
         close_connection();
     }
 
@@ -126,7 +133,7 @@ private:
         fcgi::append_begin_request(out_, kRequestId, gateway_.options().keep_conn);
         out_ += *params;
         refill_body();
-        last_activity_ = Loop::now();
+        silence_.activity();
         // A Unix socket is usually connected at once: write the request now,
         // so the watch starts with the events it needs (fewer epoll_ctl calls).
         if (!connecting_) flush();
@@ -185,7 +192,7 @@ private:
             }
             if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
             connecting_ = false;
-            last_activity_ = Loop::now();
+            silence_.activity();
         }
         if (!write_failed_ && out_pos_ < out_.size()) {
             flush();
@@ -211,7 +218,7 @@ private:
                 return;
             }
             out_pos_ += static_cast<size_t>(n);
-            last_activity_ = Loop::now();
+            silence_.activity();
             if (out_pos_ == out_.size()) {
                 out_.clear();
                 out_pos_ = 0;
@@ -235,7 +242,7 @@ private:
                 return;
             }
             got_bytes_ = true;
-            last_activity_ = Loop::now();
+            silence_.activity();
             reader_.feed(std::string_view(buf, static_cast<size_t>(n)));
             dispatch_records();
         }
@@ -302,6 +309,7 @@ private:
             return;
         }
         done_ = true;
+        silence_.stop();
         bool clean = reader_.buffered() == 0 && body_done_ && out_pos_ == out_.size() && !write_failed_;
         if (gateway_.options().keep_conn && clean) {
             if (watched_) loop_.unwatch(fd_);
@@ -330,6 +338,7 @@ private:
     void fail(BackendFailure kind, const std::string& why) {
         if (done_) return;
         done_ = true;
+        silence_.stop();
         close_connection();
         sink_.on_failure(kind, why);
     }
@@ -342,30 +351,13 @@ private:
         });
     }
 
-    void arm_timer() {
-        auto timeout = gateway_.options().timeout;
-        auto deadline = last_activity_ + timeout;
-        auto delay = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Loop::now());
-        if (delay.count() < 1) delay = std::chrono::milliseconds(1);
-        timer_ = loop_.after(delay, [this, timeout] {
-            timer_ = 0;
-            if (done_) return;
-            if (paused_) last_activity_ = Loop::now();  // waiting on the client is not backend silence
-            if (Loop::now() - last_activity_ >= timeout) {
-                fail(BackendFailure::Timeout, "backend silent for " + std::to_string(timeout.count()) + " ms");
-                return;
-            }
-            arm_timer();
-        });
-    }
-
     FastcgiGateway& gateway_;
     Loop& loop_;
     const CgiEnv& env_;
     const BodySource& body_;
-    uint64_t conn_id_;
     ExchangeSink& sink_;
     std::shared_ptr<bool> alive_;
+    SilenceTimer silence_;
 
     int fd_ = -1;
     bool watched_ = false;
@@ -381,8 +373,6 @@ private:
     uint64_t body_offset_ = 0;
     bool body_done_ = false;
     fcgi::RecordReader reader_;
-    Loop::Clock::time_point last_activity_ = Loop::now();
-    Loop::TimerId timer_ = 0;
 };
 
 }  // namespace
