@@ -26,6 +26,44 @@ def docroot_with_php(workdir):
     return os.path.realpath(root)
 
 
+class PhpStack:
+    """A temp dir with the test PHP scripts, Mongrel2, php-fpm and m2bridge, stopped together."""
+
+    def __init__(self, *bridge_args, children=2, routes=None, settings=None, protocol="json", raw_payload=False,
+                 extra_pool="", document_root=True, script=None, warmup="/status.php"):
+        self.work = Workdir()
+        self.root = docroot_with_php(self.work.path)
+        self.m2 = self.fpm = self.bridge = None
+        try:
+            self.m2 = Mongrel2(self.work.path, routes=routes, protocol=protocol, settings=settings,
+                               raw_payload=raw_payload)
+            self.fpm = PhpFpm(self.work.path, children=children, extra_pool=extra_pool)
+            args = (["--document-root", self.root] if document_root else []) + list(bridge_args)
+            if script:
+                args += ["--script-filename", os.path.join(self.root, script)]
+            self.bridge = Bridge(self.work.path, self.m2, self.fpm.address, *args, warmup_path=warmup)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self):
+        try:
+            if self.bridge:
+                self.bridge.stop()  # raises on a sanitizer report or an unclean exit
+        finally:
+            if self.fpm:
+                self.fpm.stop()
+            if self.m2:
+                self.m2.stop()
+            self.work.cleanup()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
 def server_vars(body):
     data = json.loads(body)
     return {k: base64.b64decode(v) for k, v in data["server"].items()}, data
@@ -36,19 +74,13 @@ class PhpFpmThroughMongrel2(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.work = Workdir()
-        cls.root = docroot_with_php(cls.work.path)
-        cls.m2 = Mongrel2(cls.work.path, routes={"/app/": "bridge"}, protocol=cls.protocol)
-        cls.fpm = PhpFpm(cls.work.path, children=4)
-        cls.bridge = Bridge(cls.work.path, cls.m2, cls.fpm.address, "--document-root", cls.root, "--timeout", "2",
-                            "--index", "dump.php", warmup_path="/app/dump.php")
+        cls.stack = PhpStack("--timeout", "2", "--index", "dump.php", children=4, routes={"/app/": "bridge"},
+                             protocol=cls.protocol, warmup="/app/dump.php")
+        cls.work, cls.root, cls.m2, cls.bridge = cls.stack.work, cls.stack.root, cls.stack.m2, cls.stack.bridge
 
     @classmethod
     def tearDownClass(cls):
-        cls.bridge.stop()
-        cls.fpm.stop()
-        cls.m2.stop()
-        cls.work.cleanup()
+        cls.stack.stop()
 
     def get(self, path, **kw):
         return http_request(self.m2.port, "GET", path, **kw)
@@ -255,19 +287,12 @@ class DownloadFlowControl(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.work = Workdir()
-        cls.root = docroot_with_php(cls.work.path)
-        cls.m2 = Mongrel2(cls.work.path, settings={"download.flow_control": "1"})
-        cls.fpm = PhpFpm(cls.work.path, children=2)
-        cls.bridge = Bridge(cls.work.path, cls.m2, cls.fpm.address, "--document-root", cls.root,
-                            warmup_path="/status.php")
+        cls.stack = PhpStack(settings={"download.flow_control": "1"})
+        cls.m2 = cls.stack.m2
 
     @classmethod
     def tearDownClass(cls):
-        cls.bridge.stop()
-        cls.fpm.stop()
-        cls.m2.stop()
-        cls.work.cleanup()
+        cls.stack.stop()
 
     def test_5mb_response_through_credits(self):
         status, _, body = http_request(self.m2.port, "GET", "/big.php", timeout=30)
@@ -289,19 +314,12 @@ class DownloadFlowControl(unittest.TestCase):
 class KeptConnections(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.work = Workdir()
-        cls.root = docroot_with_php(cls.work.path)
-        cls.m2 = Mongrel2(cls.work.path, routes={"/": "bridge"})
-        cls.fpm = PhpFpm(cls.work.path, children=4, extra_pool="pm.max_requests = 5")
-        cls.bridge = Bridge(cls.work.path, cls.m2, cls.fpm.address, "--document-root", cls.root, "--keep-conn",
-                            "--max-requests", "3", warmup_path="/status.php")
+        cls.stack = PhpStack("--keep-conn", "--max-requests", "3", children=4, extra_pool="pm.max_requests = 5")
+        cls.m2 = cls.stack.m2
 
     @classmethod
     def tearDownClass(cls):
-        cls.bridge.stop()
-        cls.fpm.stop()
-        cls.m2.stop()
-        cls.work.cleanup()
+        cls.stack.stop()
 
     def test_fifty_sequential_requests_survive_worker_recycling(self):
         for i in range(50):
@@ -311,12 +329,8 @@ class KeptConnections(unittest.TestCase):
 
 class ClientDisconnectFreesWorker(unittest.TestCase):
     def test_disconnect_while_php_works_frees_the_only_worker(self):
-        work = Workdir()
-        root = docroot_with_php(work.path)
-        m2 = Mongrel2(work.path, routes={"/": "bridge"})
-        fpm = PhpFpm(work.path, children=1)
-        bridge = Bridge(work.path, m2, fpm.address, "--document-root", root, warmup_path="/status.php")
-        try:
+        with PhpStack(children=1) as stack:
+            m2, bridge = stack.m2, stack.bridge
             s = socket.create_connection(("127.0.0.1", m2.port), timeout=5)
             s.sendall(build_request("GET", "/drip.php?s=30"))
             s.recv(1)  # the response has started: the only worker is busy for 30 s
@@ -326,21 +340,13 @@ class ClientDisconnectFreesWorker(unittest.TestCase):
             self.assertEqual((status, body), (200, b"status body\n"))
             self.assertLess(time.time() - start, 15)  # far less than the 30 s the drip would take
             self.assertIn("client went away", bridge.log())
-        finally:
-            bridge.stop()
-            fpm.stop()
-            m2.stop()
-            work.cleanup()
 
 
 class JsonSocket(unittest.TestCase):
     def test_json_socket_message_reaches_php_and_reply_is_raw(self):
-        work = Workdir()
-        root = docroot_with_php(work.path)
-        m2 = Mongrel2(work.path, routes={"@chat": "bridge", "/": "bridge"}, raw_payload=True)
-        fpm = PhpFpm(work.path, children=2)
-        bridge = Bridge(work.path, m2, fpm.address, "--script-filename", root + "/dump.php", warmup_path="/")
-        try:
+        with PhpStack(script="dump.php", routes={"@chat": "bridge", "/": "bridge"},
+                      raw_payload=True, document_root=False, warmup="/") as stack:
+            m2 = stack.m2
             message = b'{"type":"join","user":"bob"}'
             with socket.create_connection(("127.0.0.1", m2.port), timeout=10) as s:
                 s.sendall(b"@chat " + message + b"\0")
@@ -359,22 +365,12 @@ class JsonSocket(unittest.TestCase):
             self.assertEqual(env["CONTENT_TYPE"], b"application/json")
             self.assertEqual(env["X_MONGREL2_PATTERN"], b"@chat")
             self.assertEqual(parsed["body_md5"], md5(message))
-        finally:
-            bridge.stop()
-            fpm.stop()
-            m2.stop()
-            work.cleanup()
 
 
 class QueueLimits(unittest.TestCase):
     def test_beyond_max_requests_and_queue_is_503(self):
-        work = Workdir()
-        root = docroot_with_php(work.path)
-        m2 = Mongrel2(work.path)
-        fpm = PhpFpm(work.path, children=4)
-        bridge = Bridge(work.path, m2, fpm.address, "--document-root", root, "--max-requests", "1", "--queue", "1",
-                        warmup_path="/status.php")
-        try:
+        with PhpStack("--max-requests", "1", "--queue", "1", children=4) as stack:
+            m2, bridge = stack.m2, stack.bridge
             results = {}
 
             def fetch(i):
@@ -391,11 +387,6 @@ class QueueLimits(unittest.TestCase):
             self.assertEqual(results[2][1]["retry-after"], "1")
             self.assertEqual(results[1][2], b"slept\n")
             self.assertIn("queue full", bridge.log())
-        finally:
-            bridge.stop()
-            fpm.stop()
-            m2.stop()
-            work.cleanup()
 
 
 class KeepAliveAgainstMongrel2Sweeper(unittest.TestCase):
@@ -403,36 +394,28 @@ class KeepAliveAgainstMongrel2Sweeper(unittest.TestCase):
     held by an empty X-Mongrel2-Deliver survives only through m2bridge's ctl keep-alive."""
 
     def hold_for(self, keepalive, seconds):
-        work = Workdir()
-        root = docroot_with_php(work.path)
-        m2 = Mongrel2(work.path, settings={"limits.min_ping": "2", "limits.tick_timer": "1",
-                                           "limits.min_read_rate": "300", "limits.min_write_rate": "300"})
-        fpm = PhpFpm(work.path, children=2)
-        bridge = Bridge(work.path, m2, fpm.address, "--document-root", root, "--keepalive", keepalive,
-                        warmup_path="/status.php")
-        ids_dir = os.path.join(work.path, "ids")
-        os.makedirs(ids_dir)
-        s = socket.create_connection(("127.0.0.1", m2.port), timeout=seconds + 10)
+        with PhpStack("--keepalive", keepalive, settings={"limits.min_ping": "2", "limits.tick_timer": "1",
+                                                         "limits.min_read_rate": "300",
+                                                         "limits.min_write_rate": "300"}) as stack:
+            ids_dir = os.path.join(stack.work.path, "ids")
+            os.makedirs(ids_dir)
+            with socket.create_connection(("127.0.0.1", stack.m2.port), timeout=seconds + 10) as s:
+                return self.hold_and_deliver(stack.m2, s, ids_dir, seconds)
+
+    def hold_and_deliver(self, m2, s, ids_dir, seconds):
+        s.sendall(build_request("GET", "/hold.php?dir=" + urllib.parse.quote(ids_dir)))
+        wait_until(lambda: os.listdir(ids_dir), what="the long-poll to register")
+        s.settimeout(seconds)
         try:
-            s.sendall(build_request("GET", "/hold.php?dir=" + urllib.parse.quote(ids_dir)))
-            wait_until(lambda: os.listdir(ids_dir), what="the long-poll to register")
-            s.settimeout(seconds)
-            try:
-                early = s.recv(1)  # b"" if Mongrel2 closed the connection
-            except socket.timeout:
-                early = None
-            if early is not None:
-                return "closed"
-            http_request(m2.port, "GET", "/deliver.php?dir=" + urllib.parse.quote(ids_dir))
-            s.settimeout(5)
-            status, _, body = read_response(s)
-            return (status, body)
-        finally:
-            s.close()
-            bridge.stop()
-            fpm.stop()
-            m2.stop()
-            work.cleanup()
+            early = s.recv(1)  # b"" if Mongrel2 closed the connection
+        except socket.timeout:
+            early = None
+        if early is not None:
+            return "closed"
+        http_request(m2.port, "GET", "/deliver.php?dir=" + urllib.parse.quote(ids_dir))
+        s.settimeout(5)
+        status, _, body = read_response(s)
+        return (status, body)
 
     def test_held_connection_survives_with_keepalive(self):
         self.assertEqual(self.hold_for("0.5", 7), (200, b"news for everyone"))
