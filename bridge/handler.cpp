@@ -140,13 +140,10 @@ void Handler::on_request(Request request) {
     auto owned = std::make_unique<Transaction>(loop_, gateway_, settings_, *this, std::move(request));
     Transaction& t = *owned;
     if (upload_fd >= 0) t.attach_upload(upload_fd, upload_length, upload.file);
+    if (upload.state == UploadCheck::State::Refused) t.refuse_when_started(413, upload.why);
     auto& queue = by_conn_[conn];
     queue.push_back(std::move(owned));
     ++transactions_;
-    if (upload.state == UploadCheck::State::Refused) {
-        if (queue.size() == 1) t.reject(413, "conn=" + std::to_string(conn) + " " + upload.why);
-        return;  // a refusal behind another request would answer out of order; it cannot happen in practice
-    }
     if (queue.size() == 1) admit(t);
 }
 

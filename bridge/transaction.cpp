@@ -74,6 +74,10 @@ double Transaction::elapsed_ms() const {
 std::string Transaction::log_prefix() const { return "conn=" + std::to_string(request_.conn_id) + " "; }
 
 void Transaction::start() {
+    if (refusal_status_ != 0) {
+        reject(refusal_status_, refusal_why_);
+        return;
+    }
     state_ = State::Running;
     ScriptTarget target = resolve_script(settings_.script, request_.header_or("PATTERN", ""), request_.path);
     if (raw_ && target.status == 0 && !settings_.script.directory.empty()) target.status = 404;

@@ -56,8 +56,13 @@ public:
     void attach_upload(int fd, uint64_t length, std::string path);
 
     void start();
-    // Answer without the backend (queue full: 503; refused upload: 413).
+    // Answer without the backend (queue full: 503).
     void reject(int status, std::string_view why);
+    // Answer `status` instead of running the backend when this request's turn comes.
+    void refuse_when_started(int status, std::string why) {
+        refusal_status_ = status;
+        refusal_why_ = std::move(why);
+    }
     // The client is gone: stop the backend, send nothing.
     void cancel();
     // Mongrel2 wrote bytes to this connection: more may be sent.
@@ -119,6 +124,8 @@ private:
     std::unique_ptr<Exchange> exchange_;
     State state_ = State::Waiting;
     int redirects_ = 0;
+    int refusal_status_ = 0;
+    std::string refusal_why_;
 
     CgiHeadParser parser_;
     bool head_parsed_ = false;
