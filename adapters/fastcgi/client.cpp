@@ -129,6 +129,7 @@ private:
         out_pos_ = 0;
         body_offset_ = 0;
         body_done_ = false;
+        write_failed_ = false;
         reader_ = fcgi::RecordReader();
         fcgi::append_begin_request(out_, kRequestId, gateway_.options().keep_conn);
         out_ += *params;
