@@ -130,4 +130,12 @@ void Loop::run() {
     }
 }
 
+void Loop::run_posted() {
+    while (!posted_.empty()) {
+        auto tasks = std::move(posted_);
+        posted_.clear();
+        for (auto& task : tasks) task();
+    }
+}
+
 }  // namespace m2b

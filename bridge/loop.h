@@ -42,6 +42,8 @@ public:
 
     void run();   // until stop()
     void stop() { running_ = false; }
+    // Runs what is still posted (deferred destructions) while their owners are alive.
+    void run_posted();
 
     static Clock::time_point now() { return Clock::now(); }
 

@@ -85,6 +85,7 @@ int main(int argc, char** argv) {
                   config.recv_spec);
         notify("READY=1");
         loop.run();
+        loop.run_posted();  // before the handler and gateway they refer to are destroyed
     } catch (const std::exception& e) {
         std::fprintf(stderr, "m2bridge: %s\n", e.what());
         return 2;
