@@ -219,8 +219,9 @@ def build_request(method, path, headers=None, body=b"", version="HTTP/1.1"):
     hs = dict(headers or {})
     if body or method in ("POST", "PUT"):
         hs.setdefault("Content-Length", str(len(body)))
+    # A header given as None is left out (e.g. no Content-Length on a chunked body).
     lines = b"".join(k.encode() + b": " + (v if isinstance(v, bytes) else v.encode()) + b"\r\n"
-                     for k, v in hs.items())
+                     for k, v in hs.items() if v is not None)
     return head.encode() + lines + b"\r\n" + body
 
 

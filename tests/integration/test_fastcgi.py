@@ -186,6 +186,27 @@ class PhpFpmThroughMongrel2(unittest.TestCase):
         self.assertEqual(env["CONTENT_LENGTH"], b"1048576")
         self.assertEqual(self.m2.uploads_left(), [])
 
+    def test_chunked_request_body_arrives_with_its_length(self):
+        payload = os.urandom(50000)
+        chunked = b"".join(b"%x\r\n%s\r\n" % (len(payload[i:i + 7000]), payload[i:i + 7000])
+                           for i in range(0, len(payload), 7000)) + b"0\r\n\r\n"
+        status, _, body = http_request(self.m2.port, "POST", "/app/dump.php", body=chunked, timeout=20,
+                                       headers={"Transfer-Encoding": "chunked", "Content-Length": None})
+        self.assertEqual(status, 200)
+        env, data = server_vars(body)
+        self.assertEqual(env["CONTENT_LENGTH"], b"50000")  # de-chunked by Mongrel2, counted by m2bridge
+        self.assertEqual(data["body_md5"], md5(payload))
+        self.assertNotIn("HTTP_TRANSFER_ENCODING", env)
+
+    def test_http10_streamed_response_is_close_delimited(self):
+        with socket.create_connection(("127.0.0.1", self.m2.port), timeout=20) as s:
+            s.sendall(b"GET /app/big.php?mib=2 HTTP/1.0\r\n\r\n")
+            status, headers, body = read_response(s)
+            self.assertEqual(status, 200)
+            self.assertNotIn("content-length", headers)
+            self.assertNotIn("transfer-encoding", headers)
+            self.assertEqual(len(body), 2 * 1024 * 1024)  # read until Mongrel2 closed the connection
+
     def test_5mb_response_is_byte_exact(self):
         status, headers, body = self.get("/app/big.php", timeout=30)
         self.assertEqual(status, 200)
