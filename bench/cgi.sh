@@ -32,40 +32,12 @@ trap cleanup EXIT INT TERM
 
 fcgiwrap -c "$PROCS" -s "unix:$RUN/run/fcgiwrap.sock" &
 pids="$pids $!"
-cat > "$RUN/nginx.conf" <<CONF
-user root;
-worker_processes 1;
-pid $RUN/run/nginx.pid;
-error_log $RUN/logs/nginx-error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  server {
-    listen 127.0.0.1:$NGINX_PORT;
-    location /cgi/ {
+start_nginx "    location /cgi/ {
       include /etc/nginx/fastcgi_params;
       fastcgi_param SCRIPT_FILENAME $RUN\$fastcgi_script_name;
       fastcgi_pass unix:$RUN/run/fcgiwrap.sock;
-    }
-  }
-}
-CONF
-nginx -c "$RUN/nginx.conf" -g 'daemon off;' &
-pids="$pids $!"
-
-cat > "$RUN/mongrel2.conf" <<CONF
-h = Handler(send_spec='tcp://127.0.0.1:$SEND', send_ident='b5c3e4b2-7c1d-4a8e-9f55-2a0c6b7d9e03',
-            recv_spec='tcp://127.0.0.1:$RECV', recv_ident='', protocol='tnetstring')
-main = Server(uuid='3d1f9a6e-52b4-4c0a-8e2f-7b9c1d2e3f41', name='main', bind_addr='127.0.0.1', port=$M2_PORT,
-              access_log='logs/access.log', error_log='logs/error.log', pid_file='run/mongrel2.pid',
-              control_port='ipc://run/control', default_host='localhost',
-              hosts=[Host(name='localhost', routes={'/cgi/': h})])
-settings = {'server.daemonize': 0, 'disable.access_logging': 1, 'upload.temp_store': 'tmp/upload.XXXXXX'}
-servers = [main]
-CONF
-(cd "$RUN" && LOGNAME=root m2sh load -config mongrel2.conf -db config.sqlite >/dev/null 2>&1)
-(cd "$RUN" && exec mongrel2 config.sqlite 3d1f9a6e-52b4-4c0a-8e2f-7b9c1d2e3f41 > logs/m2.out 2>&1) &
-pids="$pids $!"
+    }"
+start_mongrel2 "$(handler h "$SEND" "$RECV")" "'/cgi/': h"
 build-bench/m2bridge cgi --send-spec "tcp://127.0.0.1:$SEND" --recv-spec "tcp://127.0.0.1:$RECV" \
   --max-procs "$PROCS" --log-level warn "$RUN/cgi" &
 pids="$pids $!"

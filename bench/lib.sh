@@ -27,3 +27,44 @@ measure() {  # name url var
   echo "$before $after $DURATION" | awk '{ printf "    cpu seconds per wall second: mongrel2 %.2f  m2bridge %.2f  backend %.2f  nginx %.2f\n", ($5-$1)/100/$9, ($6-$2)/100/$9, ($7-$3)/100/$9, ($8-$4)/100/$9 }'
   eval "RPS_$3=$rps"
 }
+
+# A Mongrel2 Handler definition: handler NAME SEND_PORT RECV_PORT
+handler() {
+  echo "$1 = Handler(send_spec='tcp://127.0.0.1:$2', send_ident='$(cat /proc/sys/kernel/random/uuid)', recv_spec='tcp://127.0.0.1:$3', recv_ident='', protocol='tnetstring')"
+}
+
+# Starts Mongrel2 in $RUN on $M2_PORT: start_mongrel2 "HANDLER DEFINITIONS" "ROUTES"
+start_mongrel2() {
+  cat > "$RUN/mongrel2.conf" <<CONF
+$1
+main = Server(uuid='3d1f9a6e-52b4-4c0a-8e2f-7b9c1d2e3f40', name='main', bind_addr='127.0.0.1', port=$M2_PORT,
+              access_log='logs/access.log', error_log='logs/error.log', pid_file='run/mongrel2.pid',
+              control_port='ipc://run/control', default_host='localhost',
+              hosts=[Host(name='localhost', routes={$2})])
+settings = {'server.daemonize': 0, 'disable.access_logging': 1, 'upload.temp_store': 'tmp/upload.XXXXXX'}
+servers = [main]
+CONF
+  (cd "$RUN" && LOGNAME=root m2sh load -config mongrel2.conf -db config.sqlite >/dev/null 2>&1)
+  (cd "$RUN" && exec mongrel2 config.sqlite 3d1f9a6e-52b4-4c0a-8e2f-7b9c1d2e3f40 > logs/m2.out 2>&1) &
+  pids="$pids $!"
+}
+
+# Starts nginx on $NGINX_PORT with the given server-block lines: start_nginx "LINES"
+start_nginx() {
+  cat > "$RUN/nginx.conf" <<CONF
+user root;
+worker_processes 1;
+pid $RUN/run/nginx.pid;
+error_log $RUN/logs/nginx-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+$1
+  }
+}
+CONF
+  nginx -c "$RUN/nginx.conf" -g 'daemon off;' &
+  pids="$pids $!"
+}

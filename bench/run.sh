@@ -41,44 +41,15 @@ CONF
 /usr/sbin/php-fpm8.2 -R -n -y "$RUN/fpm.conf" -F > "$RUN/logs/fpm.out" 2>&1 &
 pids="$pids $!"
 
-cat > "$RUN/nginx.conf" <<CONF
-user root;
-worker_processes 1;
-pid $RUN/run/nginx.pid;
-error_log $RUN/logs/nginx-error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  server {
-    listen 127.0.0.1:$NGINX_PORT;
-    root $RUN/www;
+start_nginx "    root $RUN/www;
     location / {
       include /etc/nginx/fastcgi_params;
       fastcgi_param SCRIPT_FILENAME \$document_root\$fastcgi_script_name;
       fastcgi_pass unix:$RUN/run/php.sock;
-    }
-  }
-}
-CONF
-nginx -c "$RUN/nginx.conf" -g 'daemon off;' &
-pids="$pids $!"
-
-cat > "$RUN/mongrel2.conf" <<CONF
-h = Handler(send_spec='tcp://127.0.0.1:$SEND', send_ident='b5c3e4b2-7c1d-4a8e-9f55-2a0c6b7d9e01',
-            recv_spec='tcp://127.0.0.1:$RECV', recv_ident='', protocol='tnetstring')
-c = Handler(send_spec='tcp://127.0.0.1:$SEND2', send_ident='c5c3e4b2-7c1d-4a8e-9f55-2a0c6b7d9e02',
-            recv_spec='tcp://127.0.0.1:$RECV2', recv_ident='', protocol='tnetstring')
-main = Server(uuid='3d1f9a6e-52b4-4c0a-8e2f-7b9c1d2e3f40', name='main', bind_addr='127.0.0.1', port=$M2_PORT,
-              access_log='logs/access.log', error_log='logs/error.log', pid_file='run/mongrel2.pid',
-              control_port='ipc://run/control', default_host='localhost',
-              hosts=[Host(name='localhost', routes={'/': h, '/c/': c,
-                     '/static/': Dir(base='www/', index_file='hello.txt', default_ctype='text/plain')})])
-settings = {'server.daemonize': 0, 'disable.access_logging': 1, 'upload.temp_store': 'tmp/upload.XXXXXX'}
-servers = [main]
-CONF
-(cd "$RUN" && LOGNAME=root m2sh load -config mongrel2.conf -db config.sqlite >/dev/null 2>&1)
-(cd "$RUN" && exec mongrel2 config.sqlite 3d1f9a6e-52b4-4c0a-8e2f-7b9c1d2e3f40 > logs/m2.out 2>&1) &
-pids="$pids $!"
+    }"
+start_mongrel2 "$(handler h "$SEND" "$RECV")
+$(handler c "$SEND2" "$RECV2")" \
+  "'/': h, '/c/': c, '/static/': Dir(base='www/', index_file='hello.txt', default_ctype='text/plain')"
 build-bench/examples/fcgi-hello "unix:$RUN/run/c.sock" > "$RUN/logs/c.out" 2>&1 &
 pids="$pids $!"
 while [ ! -S "$RUN/run/php.sock" ] || [ ! -S "$RUN/run/c.sock" ]; do sleep 0.1; done
