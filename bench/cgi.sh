@@ -38,7 +38,7 @@ start_nginx "    location /cgi/ {
       fastcgi_pass unix:$RUN/run/fcgiwrap.sock;
     }"
 start_mongrel2 "$(handler h "$SEND" "$RECV")" "'/cgi/': h"
-build-bench/m2bridge cgi --send-spec "tcp://127.0.0.1:$SEND" --recv-spec "tcp://127.0.0.1:$RECV" \
+build-bench/m2bridge cgi --send-spec "$(endpoint "$SEND")" --recv-spec "$(endpoint "$RECV")" \
   --max-procs "$PROCS" --log-level warn "$RUN/cgi" &
 pids="$pids $!"
 tries=0

@@ -28,9 +28,14 @@ measure() {  # name url var
   eval "RPS_$3=$rps"
 }
 
+# The ZeroMQ endpoint for a port number: TCP on loopback, or BENCH_TRANSPORT=ipc for Unix sockets.
+endpoint() {
+  if [ "${BENCH_TRANSPORT:-tcp}" = ipc ]; then echo "ipc://$RUN/run/zmq-$1"; else echo "tcp://127.0.0.1:$1"; fi
+}
+
 # A Mongrel2 Handler definition: handler NAME SEND_PORT RECV_PORT
 handler() {
-  echo "$1 = Handler(send_spec='tcp://127.0.0.1:$2', send_ident='$(cat /proc/sys/kernel/random/uuid)', recv_spec='tcp://127.0.0.1:$3', recv_ident='', protocol='tnetstring')"
+  echo "$1 = Handler(send_spec='$(endpoint "$2")', send_ident='$(cat /proc/sys/kernel/random/uuid)', recv_spec='$(endpoint "$3")', recv_ident='', protocol='tnetstring')"
 }
 
 # Starts Mongrel2 in $RUN on $M2_PORT: start_mongrel2 "HANDLER DEFINITIONS" "ROUTES"

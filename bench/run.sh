@@ -53,10 +53,10 @@ $(handler c "$SEND2" "$RECV2")" \
 build-bench/examples/fcgi-hello "unix:$RUN/run/c.sock" > "$RUN/logs/c.out" 2>&1 &
 pids="$pids $!"
 while [ ! -S "$RUN/run/php.sock" ] || [ ! -S "$RUN/run/c.sock" ]; do sleep 0.1; done
-build-bench/m2bridge fastcgi --send-spec "tcp://127.0.0.1:$SEND2" --recv-spec "tcp://127.0.0.1:$RECV2" \
+build-bench/m2bridge fastcgi --send-spec "$(endpoint "$SEND2")" --recv-spec "$(endpoint "$RECV2")" \
   --log-level warn "unix:$RUN/run/c.sock" &
 pids="$pids $!"
-build-bench/m2bridge fastcgi --send-spec "tcp://127.0.0.1:$SEND" --recv-spec "tcp://127.0.0.1:$RECV" \
+build-bench/m2bridge fastcgi --send-spec "$(endpoint "$SEND")" --recv-spec "$(endpoint "$RECV")" \
   --document-root "$RUN/www" --max-requests "$WORKERS" --log-level warn "unix:$RUN/run/php.sock" &
 pids="$pids $!"
 tries=0
@@ -70,10 +70,10 @@ echo "php-fpm workers: $WORKERS, wrk: 2 threads, $CONNS connections, ${DURATION}
 measure "nginx -> php-fpm" "http://127.0.0.1:$NGINX_PORT/hello.php" NGINX
 measure "mongrel2 -> m2bridge -> php-fpm" "http://127.0.0.1:$M2_PORT/hello.php" M2B
 /usr/bin/python3 -c "print('ratio m2bridge/nginx: %.2f' % ($RPS_M2B / $RPS_NGINX))"
-kill_bridge_php() { pkill -f "build-bench/m2bridge fastcgi --send-spec tcp://127.0.0.1:$SEND " || true; }
+kill_bridge_php() { pkill -f "build-bench/m2bridge fastcgi --send-spec $(endpoint "$SEND") " || true; }
 kill_bridge_php
 sleep 0.5
-build-bench/m2bridge fastcgi --send-spec "tcp://127.0.0.1:$SEND" --recv-spec "tcp://127.0.0.1:$RECV" \
+build-bench/m2bridge fastcgi --send-spec "$(endpoint "$SEND")" --recv-spec "$(endpoint "$RECV")" \
   --document-root "$RUN/www" --max-requests "$WORKERS" --keep-conn --log-level warn "unix:$RUN/run/php.sock" &
 pids="$pids $!"
 until curl -sf -o /dev/null "http://127.0.0.1:$M2_PORT/hello.php"; do sleep 0.2; done
