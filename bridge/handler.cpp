@@ -143,14 +143,12 @@ void Handler::on_request(Request request) {
     if (upload.state == UploadCheck::State::Refused) t.refuse_when_started(413, upload.why);
     auto& queue = by_conn_[conn];
     queue.push_back(std::move(owned));
-    ++transactions_;
     if (queue.size() == 1) admit(t);
 }
 
 void Handler::admit(Transaction& t) {
     if (holding_slot_.size() < config_.max_requests) {
         holding_slot_.insert(&t);
-        ++running_;
         t.start();
     } else if (waiting_.size() < config_.queue) {
         waiting_.push_back(&t);
@@ -164,13 +162,12 @@ void Handler::start_waiting() {
         Transaction* t = waiting_.front();
         waiting_.pop_front();
         holding_slot_.insert(t);
-        ++running_;
         t->start();
     }
 }
 
 void Handler::finished(Transaction& t) {
-    if (holding_slot_.erase(&t)) --running_;
+    holding_slot_.erase(&t);
     waiting_.erase(std::remove(waiting_.begin(), waiting_.end(), &t), waiting_.end());
     uint64_t conn = t.conn_id();
     auto it = by_conn_.find(conn);
@@ -181,7 +178,6 @@ void Handler::finished(Transaction& t) {
             // We are inside a callback of `t`: destroy it on the next turn.
             loop_.post([dead = std::shared_ptr<Transaction>(std::move(*pos))] {});
             queue.erase(pos);
-            --transactions_;
         }
         if (queue.empty())
             by_conn_.erase(it);
@@ -213,11 +209,10 @@ void Handler::on_disconnect(uint64_t conn) {
     auto queue = std::move(it->second);
     by_conn_.erase(it);
     for (auto& t : queue) {
-        if (holding_slot_.erase(t.get())) --running_;
+        holding_slot_.erase(t.get());
         waiting_.erase(std::remove(waiting_.begin(), waiting_.end(), t.get()), waiting_.end());
         if (!t->done()) log::info("conn=", conn, " client went away; request cancelled");
         t->cancel();
-        --transactions_;
         loop_.post([dead = std::shared_ptr<Transaction>(std::move(t))] {});
     }
     start_waiting();
@@ -272,7 +267,7 @@ void Handler::shutdown(std::function<void()> done) {
 }
 
 void Handler::check_shutdown() {
-    if (on_drained_ && transactions_ == 0) {
+    if (on_drained_ && by_conn_.empty()) {  // empty queues are erased at once
         auto done = std::move(on_drained_);
         on_drained_ = nullptr;
         done();

@@ -26,7 +26,7 @@ public:
     // Stops taking requests; calls `done` once nothing is in flight.
     void shutdown(std::function<void()> done);
     void reopen_logs();
-    size_t in_flight() const { return running_; }
+    size_t in_flight() const { return holding_slot_.size(); }
 
     // TransactionOwner
     void send(std::string_view message) override;
@@ -60,9 +60,7 @@ private:
     // admitted, so pipelined requests are answered in order.
     std::unordered_map<uint64_t, std::deque<std::unique_ptr<Transaction>>> by_conn_;
     std::deque<Transaction*> waiting_;  // admitted, waiting for a backend slot
-    std::unordered_set<Transaction*> holding_slot_;
-    size_t running_ = 0;
-    size_t transactions_ = 0;
+    std::unordered_set<Transaction*> holding_slot_;  // admitted and started: counts against --max-requests
     std::unordered_map<uint64_t, Held> held_;
     // Connections under Mongrel2's download.flow_control: bytes sent and not yet credited.
     struct Flow {

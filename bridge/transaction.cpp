@@ -269,22 +269,29 @@ void Transaction::start_streaming() {
         out = build_head(reply, reply_ctx_, framing_, head.content_length.value_or(0), std::time(nullptr));
     }
     head_sent_ = true;
-    std::string body = std::move(pending_);
-    pending_.clear();
-    if (framing_ == Framing::Chunked) {
-        append_chunk(out, body);
-    } else if (framing_ == Framing::ContentLength) {
-        uint64_t room = *head.content_length - body_framed_;
-        if (body.size() > room) {
-            overflowed_ = true;
-            body.resize(room);
-        }
-        out += body;
-    } else {
-        out += body;
-    }
-    body_framed_ += body.size();
+    frame_pending(out, false);
     send_message(out);
+}
+
+// Appends the pending body bytes to `out` in the reply's framing: a chunk
+// (and the last chunk when `final`), or the bytes themselves, cut at the
+// app's Content-Length.
+void Transaction::frame_pending(std::string& out, bool final) {
+    if (framing_ == Framing::Chunked) {
+        append_chunk(out, pending_);
+        if (final) out += kLastChunk;
+    } else if (framing_ != Framing::None) {
+        if (framing_ == Framing::ContentLength) {
+            uint64_t room = *parser_.head().content_length - body_framed_;
+            if (pending_.size() > room) {
+                overflowed_ = true;
+                pending_.resize(room);
+            }
+        }
+        body_framed_ += pending_.size();
+        out += pending_;
+    }
+    pending_.clear();
 }
 
 void Transaction::send_pending(bool final) {
@@ -294,22 +301,7 @@ void Transaction::send_pending(bool final) {
         if (!final) return;
     }
     std::string out;
-    if (framing_ == Framing::Chunked) {
-        append_chunk(out, pending_);
-        if (final) out += kLastChunk;
-    } else if (framing_ == Framing::ContentLength) {
-        uint64_t room = *parser_.head().content_length - body_framed_;
-        if (pending_.size() > room) {
-            overflowed_ = true;
-            pending_.resize(room);
-        }
-        body_framed_ += pending_.size();
-        out = std::move(pending_);
-    } else if (framing_ != Framing::None) {
-        body_framed_ += pending_.size();
-        out = std::move(pending_);
-    }
-    pending_.clear();
+    frame_pending(out, final);
     if (!out.empty()) send_message(out);
     if (paused_) {
         paused_ = false;

@@ -93,6 +93,7 @@ private:
     void schedule_output();
     void start_streaming();
     void send_pending(bool final);
+    void frame_pending(std::string& out, bool final);
     void finish_whole_body();
     void finish_stream();
     void deliver_reply();

@@ -1,5 +1,6 @@
 #include "adapters/cgi/runner.h"
 
+#include "adapters/life_token.h"
 #include "adapters/silence_timer.h"
 
 #include <cerrno>
@@ -42,13 +43,11 @@ class CgiExchange final : public Exchange {
 public:
     CgiExchange(CgiGateway& gateway, const CgiEnv& env, const BodySource& body, ExchangeSink& sink)
         : gateway_(gateway), loop_(gateway.loop()), env_(env), body_(body), sink_(sink),
-          alive_(std::make_shared<bool>(true)),
           silence_(loop_, gateway.options().timeout, [this] {
               fail(BackendFailure::Timeout, "script silent for " + std::to_string(silence_.timeout().count()) + " ms");
           }) {}
 
     ~CgiExchange() override {
-        *alive_ = false;
         close_all();
         if (pid_ > 0) {
             gateway_.forget(pid_);
@@ -122,10 +121,7 @@ public:
             return;
         }
         pid_ = pid;
-        std::weak_ptr<bool> alive = alive_;
-        gateway_.on_exit(pid_, [this, alive](int status) {
-            if (auto a = alive.lock(); a && *a) on_child_exit(status);
-        });
+        gateway_.on_exit(pid_, life_.guard([this](int status) { on_child_exit(status); }));
         loop_.watch(stdout_, EPOLLIN, [this](uint32_t) { read_from(stdout_, true); });
         loop_.watch(stderr_, EPOLLIN, [this](uint32_t) { read_from(stderr_, false); });
         loop_.watch(stdin_, EPOLLOUT, [this](uint32_t) { write_body(); });
@@ -137,7 +133,7 @@ public:
         paused_ = paused;
         silence_.set_paused(paused);
         if (stdout_ >= 0) loop_.set_events(stdout_, paused ? 0u : static_cast<uint32_t>(EPOLLIN));
-        if (!paused && exited_) loop_.post(guarded([this] { finish_after_exit(); }));
+        if (!paused && exited_) loop_.post(life_.guard([this] { finish_after_exit(); }));
     }
 
     void cancel() override {
@@ -147,14 +143,6 @@ public:
     }
 
 private:
-    template <typename F>
-    std::function<void()> guarded(F f) {
-        std::weak_ptr<bool> alive = alive_;
-        return [alive, f] {
-            if (auto a = alive.lock(); a && *a) f();
-        };
-    }
-
     void write_body() {
         if (done_ || stdin_ < 0) return;
         for (;;) {
@@ -273,7 +261,7 @@ private:
     }
 
     void fail_later(BackendFailure kind, std::string why) {
-        loop_.post(guarded([this, kind, why] { fail(kind, why); }));
+        loop_.post(life_.guard([this, kind, why] { fail(kind, why); }));
     }
 
     void close_all() {
@@ -289,7 +277,7 @@ private:
     const CgiEnv& env_;
     const BodySource& body_;
     ExchangeSink& sink_;
-    std::shared_ptr<bool> alive_;
+    LifeToken life_;
     SilenceTimer silence_;
 
     pid_t pid_ = -1;

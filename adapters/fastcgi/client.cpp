@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "adapters/fastcgi/record.h"
+#include "adapters/life_token.h"
 #include "adapters/silence_timer.h"
 
 namespace m2b {
@@ -69,7 +70,6 @@ public:
     FastcgiExchange(FastcgiGateway& gateway, const CgiEnv& env, const BodySource& body, uint64_t conn_id,
                     ExchangeSink& sink)
         : gateway_(gateway), loop_(gateway.loop()), env_(env), body_(body), sink_(sink),
-          alive_(std::make_shared<bool>(true)),
           silence_(loop_, gateway.options().timeout, [this] {
               fail(BackendFailure::Timeout,
                    "backend silent for " + std::to_string(silence_.timeout().count()) + " ms");
@@ -77,10 +77,7 @@ public:
         (void)conn_id;
     }
 
-    ~FastcgiExchange() override {
-        *alive_ = false;
-        close_connection();
-    }
+    ~FastcgiExchange() override { close_connection(); }
 
     void begin() {
         if (!open_connection(gateway_.options().keep_conn)) return;
@@ -346,10 +343,7 @@ private:
 
     // Reports a failure found while starting, once the caller holds the handle.
     void fail_later(BackendFailure kind, std::string why) {
-        std::weak_ptr<bool> alive = alive_;
-        loop_.post([this, alive, kind, why = std::move(why)] {
-            if (auto a = alive.lock(); a && *a) fail(kind, why);
-        });
+        loop_.post(life_.guard([this, kind, why = std::move(why)] { fail(kind, why); }));
     }
 
     FastcgiGateway& gateway_;
@@ -357,7 +351,7 @@ private:
     const CgiEnv& env_;
     const BodySource& body_;
     ExchangeSink& sink_;
-    std::shared_ptr<bool> alive_;
+    LifeToken life_;
     SilenceTimer silence_;
 
     int fd_ = -1;
