@@ -28,21 +28,37 @@ std::string canonical_dir(const std::string& path, const char* option) {
     return real;
 }
 
+// Bounds keep every timer and buffer sane: a 1e-6 s keep-alive would flood
+// Mongrel2, a 1e300 s timeout overflows the clock.
+constexpr double kMaxSeconds = 7 * 24 * 3600;
+
 void add_common(CLI::App* app, HandlerConfig& c) {
+    app->option_defaults()->always_capture_default();
     app->add_option("--send-spec", c.send_spec, "the Handler's send_spec (m2bridge connects PULL to it)");
     app->add_option("--recv-spec", c.recv_spec, "the Handler's recv_spec (m2bridge connects PUB to it)");
     app->add_option("--document-root", c.document_root, "DOCUMENT_ROOT; scripts are looked up inside it");
-    app->add_option("--index", c.index, "script for paths ending in a directory");
+    app->add_option("--index", c.index, "script for paths ending in a directory (a file name)");
     app->add_option("--upload-store", c.upload_store,
                     "Mongrel2's upload.temp_store template (e.g. /srv/m2/tmp/upload.XXXXXX) as m2bridge sees it");
     app->add_option("--timeout", c.timeout_seconds, "seconds a backend may stay silent before 504")
-        ->check(CLI::PositiveNumber);
+        ->check(CLI::Range(0.01, kMaxSeconds));
+    app->add_option("--deadline", c.deadline_seconds,
+                    "seconds a request may hold its backend, start to end (0: no limit)")
+        ->check(CLI::Range(0.0, kMaxSeconds));
+    app->add_option("--send-timeout", c.send_timeout_seconds,
+                    "seconds a reply may wait for a client that takes no bytes; then the connection is closed")
+        ->check(CLI::Range(0.1, kMaxSeconds));
     app->add_option("--max-requests", c.max_requests, "requests in flight toward the backend")
         ->check(CLI::Range(size_t{1}, size_t{100000}));
     app->add_option("--queue", c.queue, "requests allowed to wait; beyond it the answer is 503")
-        ->check(CLI::Range(size_t{0}, size_t{10000000}));
+        ->check(CLI::Range(size_t{0}, size_t{1000000}));
+    app->add_option("--max-pipelined", c.max_pipelined,
+                    "requests waiting per connection behind the one answered; beyond it 503 and close")
+        ->check(CLI::Range(size_t{0}, size_t{100000}));
+    app->add_option("--buffer-size", c.buffer_size, "reply bytes held per request; the backend waits beyond it")
+        ->check(CLI::Range(size_t{16 * 1024}, size_t{256 * 1024 * 1024}));
     app->add_option("--keepalive", c.keepalive_seconds, "seconds between Mongrel2 ctl keep-alive messages")
-        ->check(CLI::PositiveNumber);
+        ->check(CLI::Range(0.1, kMaxSeconds));
     app->add_option("--access-log", c.access_log, "access log file, or - for stdout");
     app->add_option("--log-level", c.log_level, "error, warn, info or debug")
         ->check(CLI::IsMember({"error", "warn", "info", "debug"}));
@@ -85,6 +101,8 @@ HandlerConfig parse_command_line(int argc, char** argv) {
 
     c.mode = cgi->parsed() ? Mode::Cgi : Mode::FastCgi;
     if (!c.document_root.empty()) c.document_root = canonical_dir(c.document_root, "--document-root");
+    if (c.index.find('/') != std::string::npos || c.index == "." || c.index == "..")
+        usage_error("--index must be a file name, not a path: " + c.index);
     if (c.mode == Mode::Cgi) {
         c.max_requests = max_procs;
         char real[PATH_MAX];
@@ -110,6 +128,9 @@ HandlerConfig parse_command_line(int argc, char** argv) {
             usage_error("--upload-store must be a path ending in XXXXXX, like Mongrel2's upload.temp_store");
         std::string dir = canonical_dir(slash == 0 ? "/" : c.upload_store.substr(0, slash), "--upload-store");
         c.upload_store = (dir == "/" ? "" : dir) + c.upload_store.substr(slash);
+        struct stat st {};
+        stat(dir.c_str(), &st);
+        c.upload_owner = st.st_uid;  // Mongrel2 writes its uploads into a directory it owns
     }
     if (c.send_spec.empty() || c.recv_spec.empty()) usage_error("--send-spec and --recv-spec must not be empty");
     return c;

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <sys/types.h>
 #include <vector>
 
 namespace m2b {
@@ -21,10 +22,15 @@ struct HandlerConfig {
     std::string script_filename;
     std::string index;
     std::string upload_store;  // Mongrel2's upload.temp_store, as m2bridge sees the path
+    uid_t upload_owner = 0;    // owner of the store's directory: every upload file must have it
     double timeout_seconds = 60;
     size_t max_requests = 64;
     size_t queue = 1024;
+    size_t max_pipelined = 1000;  // requests waiting per connection behind the one answered
     double keepalive_seconds = 30;
+    double send_timeout_seconds = 60;  // a reply waiting on a client that takes nothing
+    double deadline_seconds = 3600;    // a request holding its backend, start to end; 0: none
+    size_t buffer_size = 1024 * 1024;  // reply bytes held per request
     bool keep_conn = false;
     std::string access_log;
     std::string log_level = "info";
@@ -34,6 +40,12 @@ struct HandlerConfig {
     }
     std::chrono::milliseconds keepalive() const {
         return std::chrono::milliseconds(static_cast<int64_t>(keepalive_seconds * 1000));
+    }
+    std::chrono::milliseconds send_timeout() const {
+        return std::chrono::milliseconds(static_cast<int64_t>(send_timeout_seconds * 1000));
+    }
+    std::chrono::milliseconds deadline() const {
+        return std::chrono::milliseconds(static_cast<int64_t>(deadline_seconds * 1000));
     }
 };
 

@@ -5,10 +5,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <fcntl.h>
 #include <map>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "bridge/log.h"
 #include "bridge/m2_reply.h"
@@ -17,12 +14,23 @@
 namespace m2b {
 
 namespace {
-constexpr size_t kMaxHeld = 100000;
-}
 
-Handler::Handler(Loop& loop, const HandlerConfig& config, Gateway& gateway)
-    : loop_(loop), config_(config), gateway_(gateway),
-      sockets_(loop, config.send_spec, config.recv_spec, [this](std::string_view m) { on_message(m); }) {
+constexpr size_t kMaxHeld = 100000;
+// Mongrel2 closes a connection with more than 16 messages queued, and it reads
+// its SUB socket without yielding: without download credits, a connection gets
+// a few messages at once and then one per interval.
+constexpr double kPacingBurst = 4;
+constexpr auto kPacingInterval = std::chrono::milliseconds(10);
+// Work done per loop turn before timers, backends and Mongrel2 get their turn.
+constexpr int kAdmissionsPerTurn = 256;
+constexpr size_t kDeliveryBytesPerTurn = 4 * 1024 * 1024;
+// Mongrel2 closes a flow-controlled connection whose queued bytes pass the window.
+constexpr uint64_t kWindowMargin = 1024;
+
+}  // namespace
+
+Handler::Handler(Loop& loop, const HandlerConfig& config, Gateway& gateway, Mongrel2Link& link)
+    : loop_(loop), config_(config), gateway_(gateway), link_(link) {
     // One resolver for both modes: a directory to walk, or one fixed script.
     settings_.script.index = config.index;
     settings_.env.document_root = config.document_root;
@@ -38,12 +46,19 @@ Handler::Handler(Loop& loop, const HandlerConfig& config, Gateway& gateway)
         settings_.script.directory = front_controller ? "" : config.document_root;
         settings_.env.script_filename = config.script_filename;
     }
+    settings_.reply.buffer_limit = config.buffer_size;
+    settings_.reply.send_timeout = config.send_timeout();
+    settings_.deadline = config.deadline();
+    settings_.upload_owner = config.upload_owner;
     reopen_logs();
     keepalive_timer_ = loop_.after(config_.keepalive(), [this] { keepalive_tick(); });
 }
 
 Handler::~Handler() {
     loop_.cancel(keepalive_timer_);
+    if (pacing_timer_) loop_.cancel(pacing_timer_);
+    for (auto& [id, c] : conns_)
+        for (auto& t : c.queue) t->cancel();
     if (access_log_ && access_log_ != stdout) fclose(access_log_);
 }
 
@@ -62,8 +77,6 @@ void Handler::reopen_logs() {
     access_log_ = f;
 }
 
-void Handler::send(std::string_view message) { sockets_.send(message); }
-
 void Handler::on_message(std::string_view message) {
     auto parsed = parse_m2_message(message);
     if (auto* error = std::get_if<ParseError>(&parsed)) {
@@ -73,22 +86,24 @@ void Handler::on_message(std::string_view message) {
     Request request = std::move(std::get<Request>(parsed));
     switch (request.kind) {
         case MessageKind::Disconnect:
-            on_disconnect(request.conn_id);
+            drop_connection(request.conn_id, "client went away");
             return;
         case MessageKind::Credits: {
-            auto flow = flow_.find(request.conn_id);
-            if (flow == flow_.end()) return;
-            flow->second.outstanding -= std::min(flow->second.outstanding, request.credits);
-            auto it = by_conn_.find(request.conn_id);
-            if (it != by_conn_.end() && !it->second.empty()) it->second.front()->on_credits();
+            auto it = conns_.find(request.conn_id);
+            if (it == conns_.end()) return;
+            Connection& c = it->second;
+            c.outstanding -= std::min(c.outstanding, request.credits);
+            c.last_seen = Loop::now();
+            if (!c.queue.empty()) c.queue.front()->writable();
+            maybe_forget(request.conn_id);
             return;
         }
         case MessageKind::WebSocket:
             if (request.header_or("METHOD", "") == "WEBSOCKET_HANDSHAKE") {
                 log::warn("conn=", request.conn_id, " websocket handshake refused: not supported");
-                send(encode_reply(request.sender, request.conn_id,
-                                  "HTTP/1.1 501 Not Implemented\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"));
-                send(encode_reply(request.sender, request.conn_id, ""));
+                link_.send(encode_reply(request.sender, request.conn_id,
+                                        "HTTP/1.1 501 Not Implemented\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"));
+                link_.send(encode_reply(request.sender, request.conn_id, ""));
             }
             return;
         case MessageKind::Other:
@@ -104,147 +119,390 @@ void Handler::on_message(std::string_view message) {
 void Handler::on_request(Request request) {
     uint64_t conn = request.conn_id;
     if (const std::string* credits = request.header("DOWNLOAD_CREDITS")) {
-        // The first request of a flow-controlled connection names its window.
+        // Only a connection's first request names the window; it is the server's setting.
         uint64_t window = std::strtoull(credits->c_str(), nullptr, 10);
-        if (window > 0 && !flow_.count(conn)) flow_[conn] = Flow{window, 0};
+        if (window > 0) flow_window_ = window;
+    }
+    auto [it, fresh] = conns_.try_emplace(conn);
+    Connection& c = it->second;
+    if (fresh) {
+        c.window = flow_window_;
+        c.tokens = kPacingBurst;
+        c.refilled = Loop::now();
+    }
+    c.last_seen = Loop::now();
+    if (c.refused) {
+        log::debug("conn=", conn, " dropped a request after the pipeline limit");
+        return;
     }
     UploadCheck upload = check_upload(request, config_.upload_store);
-    int upload_fd = -1;
-    uint64_t upload_length = 0;
+    std::string upload_file;
     switch (upload.state) {
         case UploadCheck::State::None:
             break;
         case UploadCheck::State::Started:
             log::debug("conn=", conn, " upload started; waiting for it to finish");
+            c.upload_started = upload.reported;
             return;
+        case UploadCheck::State::Done:
+            if (c.upload_started.empty() || c.upload_started != upload.reported) {
+                // Only the connection Mongrel2 announced the upload on may claim the file.
+                log::warn("conn=", conn, " ignored forged upload header: upload-done without a matching upload-start");
+            } else {
+                upload_file = upload.file;
+            }
+            c.upload_started.clear();
+            break;
         case UploadCheck::State::Forged:
             log::warn("conn=", conn, " ignored forged upload header: ", upload.why);
             break;
         case UploadCheck::State::Refused:
-            break;
-        case UploadCheck::State::Done: {
-            upload_fd = open(upload.file.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-            struct stat st {};
-            if (upload_fd < 0 || fstat(upload_fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-                log::error("conn=", conn, " cannot open upload ", upload.file, ": ", strerror(errno));
-                if (upload_fd >= 0) close(upload_fd);
-                upload_fd = -1;
-                upload.state = UploadCheck::State::Refused;
-                upload.why = "upload file missing";
-            } else {
-                upload_length = static_cast<uint64_t>(st.st_size);
+            if (upload.finished) {
+                log::warn("conn=", conn, " dropped the end of a refused upload: ", upload.why);
+                return;
             }
             break;
-        }
     }
-    auto owned = std::make_unique<Transaction>(loop_, gateway_, settings_, *this, std::move(request));
-    Transaction& t = *owned;
-    if (upload_fd >= 0) t.attach_upload(upload_fd, upload_length, upload.file);
-    if (upload.state == UploadCheck::State::Refused) t.refuse_when_started(413, upload.why);
-    auto& queue = by_conn_[conn];
-    queue.push_back(std::move(owned));
-    if (queue.size() == 1) admit(t);
+    auto t = std::make_unique<Transaction>(loop_, gateway_, settings_, *this, std::move(request));
+    if (!upload_file.empty()) t->attach_upload(upload_file);
+    if (upload.state == UploadCheck::State::Refused) {
+        // At the start, so Mongrel2 stops writing and removes the file when the connection closes.
+        t->refuse(413, upload.why, true);
+    }
+    enqueue(c, std::move(t));
+}
+
+void Handler::enqueue(Connection& c, std::unique_ptr<Transaction> t) {
+    uint64_t conn = t->conn_id();
+    if (c.queue.size() > config_.max_pipelined) {
+        t->refuse(503, "more than " + std::to_string(config_.max_pipelined) +
+                           " pipelined requests waiting; closing the connection", true);
+        c.refused = true;
+    }
+    c.queue.push_back(std::move(t));
+    if (c.queue.size() == 1 && !c.held) {
+        ready_.push_back(conn);
+        schedule_admissions();
+    }
+}
+
+// Admission runs from a posted task, never from inside a transaction's
+// callback: a request answered at once (404, 503) must not start the next one
+// recursively, however many a client pipelines.
+void Handler::schedule_admissions() {
+    if (admissions_posted_) return;
+    admissions_posted_ = true;
+    std::weak_ptr<const char> alive = alive_;
+    loop_.post([this, alive] {
+        if (alive.lock()) run_admissions();
+    });
+}
+
+void Handler::run_admissions() {
+    admissions_posted_ = false;
+    int budget = kAdmissionsPerTurn;
+    while (budget > 0 && in_flight_.size() < config_.max_requests && !waiting_.empty()) {
+        Transaction* t = waiting_.front();
+        waiting_.pop_front();
+        in_flight_.insert(t);
+        t->start();
+        --budget;
+    }
+    while (budget > 0 && !ready_.empty()) {
+        uint64_t conn = ready_.front();
+        ready_.pop_front();
+        auto it = conns_.find(conn);
+        if (it == conns_.end() || it->second.held || it->second.queue.empty()) continue;
+        Transaction& t = *it->second.queue.front();
+        if (t.state() != Transaction::State::Queued) continue;
+        admit(t);
+        --budget;
+    }
+    bool more = !ready_.empty() || (in_flight_.size() < config_.max_requests && !waiting_.empty());
+    if (more) schedule_admissions();
 }
 
 void Handler::admit(Transaction& t) {
-    if (holding_slot_.size() < config_.max_requests) {
-        holding_slot_.insert(&t);
+    if (in_flight_.size() < config_.max_requests) {
+        in_flight_.insert(&t);
         t.start();
     } else if (waiting_.size() < config_.queue) {
+        t.wait_for_slot();
         waiting_.push_back(&t);
     } else {
-        t.reject(503, "queue full (" + std::to_string(config_.queue) + " waiting)");
+        t.refuse(503, "queue full (" + std::to_string(config_.queue) + " waiting)", false);
+        in_flight_.insert(&t);  // released at once
+        t.start();
     }
 }
 
-void Handler::start_waiting() {
-    while (holding_slot_.size() < config_.max_requests && !waiting_.empty()) {
-        Transaction* t = waiting_.front();
-        waiting_.pop_front();
-        holding_slot_.insert(t);
-        t->start();
-    }
+void Handler::released(Transaction& t) {
+    in_flight_.erase(&t);
+    if (!waiting_.empty()) schedule_admissions();
 }
 
 void Handler::finished(Transaction& t) {
-    holding_slot_.erase(&t);
-    waiting_.erase(std::remove(waiting_.begin(), waiting_.end(), &t), waiting_.end());
+    in_flight_.erase(&t);
     uint64_t conn = t.conn_id();
-    auto it = by_conn_.find(conn);
-    if (it != by_conn_.end()) {
-        auto& queue = it->second;
+    auto it = conns_.find(conn);
+    if (it != conns_.end()) {
+        auto& queue = it->second.queue;
         auto pos = std::find_if(queue.begin(), queue.end(), [&](const auto& p) { return p.get() == &t; });
         if (pos != queue.end()) {
-            // We are inside a callback of `t`: destroy it on the next turn.
-            loop_.post([dead = std::shared_ptr<Transaction>(std::move(*pos))] {});
+            dispose(std::move(*pos));
             queue.erase(pos);
         }
-        if (queue.empty())
-            by_conn_.erase(it);
-        else
-            admit(*queue.front());  // the next pipelined request on this connection
+        if (!queue.empty() && !it->second.held) {
+            ready_.push_back(conn);
+            schedule_admissions();
+        }
+        maybe_forget(conn);
     }
-    start_waiting();
+    if (!waiting_.empty()) schedule_admissions();
     check_shutdown();
 }
+
+void Handler::dispose(std::unique_ptr<Transaction> t) {
+    // We may be inside one of its callbacks: destroy it on the next turn.
+    loop_.post([dead = std::shared_ptr<Transaction>(std::move(t))] {});
+}
+
+// Forgets a connection that holds nothing: no request, no hold, no upload,
+// no bytes awaiting credits. A later request makes it again.
+void Handler::maybe_forget(uint64_t conn) {
+    auto it = conns_.find(conn);
+    if (it == conns_.end()) return;
+    const Connection& c = it->second;
+    if (c.queue.empty() && !c.held && c.upload_started.empty() && c.outstanding == 0 && !c.refused &&
+        !paced_.count(conn))
+        conns_.erase(it);
+}
+
+void Handler::drop_connection(uint64_t conn, const char* why) {
+    auto it = conns_.find(conn);
+    if (it == conns_.end()) return;
+    Connection c = std::move(it->second);
+    conns_.erase(it);
+    if (c.held) --held_count_;
+    paced_.erase(conn);
+    for (auto& t : c.queue) {
+        in_flight_.erase(t.get());
+        waiting_.erase(std::remove(waiting_.begin(), waiting_.end(), t.get()), waiting_.end());
+        if (t->state() != Transaction::State::Queued || &t == &c.queue.front())
+            log::info("conn=", conn, " ", why, "; request cancelled");
+        t->cancel();
+        dispose(std::move(t));
+    }
+    schedule_admissions();
+    check_shutdown();
+}
+
+void Handler::on_server_lost(std::string_view why) {
+    size_t requests = 0;
+    for (auto& [id, c] : conns_) requests += c.queue.size();
+    if (!conns_.empty())
+        log::warn("Mongrel2 ", why, ": dropping ", conns_.size(), " connection(s) and ", requests,
+                  " request(s) of the old server");
+    std::vector<uint64_t> ids;
+    for (auto& [id, c] : conns_) ids.push_back(id);
+    for (uint64_t id : ids) drop_connection(id, "Mongrel2 went away");
+    deliveries_.clear();
+    ready_.clear();
+}
+
+// --- sending, pacing, credits -------------------------------------------------
 
 size_t Handler::send_window(uint64_t conn) {
-    auto it = flow_.find(conn);
-    if (it == flow_.end()) return SIZE_MAX;
-    // Mongrel2 closes a connection whose queued bytes pass the window: stay a little under it.
-    uint64_t limit = it->second.window - std::min<uint64_t>(it->second.window, 1024);
-    return it->second.outstanding >= limit ? 0 : static_cast<size_t>(limit - it->second.outstanding);
-}
-
-void Handler::sent_bytes(uint64_t conn, size_t bytes) {
-    auto it = flow_.find(conn);
-    if (it != flow_.end()) it->second.outstanding += bytes;
-}
-
-void Handler::on_disconnect(uint64_t conn) {
-    held_.erase(conn);
-    flow_.erase(conn);
-    auto it = by_conn_.find(conn);
-    if (it == by_conn_.end()) return;
-    auto queue = std::move(it->second);
-    by_conn_.erase(it);
-    for (auto& t : queue) {
-        holding_slot_.erase(t.get());
-        waiting_.erase(std::remove(waiting_.begin(), waiting_.end(), t.get()), waiting_.end());
-        if (!t->done()) log::info("conn=", conn, " client went away; request cancelled");
-        t->cancel();
-        loop_.post([dead = std::shared_ptr<Transaction>(std::move(t))] {});
+    auto it = conns_.find(conn);
+    if (it == conns_.end()) return SIZE_MAX;
+    Connection& c = it->second;
+    if (c.window > 0) {
+        uint64_t limit = c.window - std::min(c.window, kWindowMargin);
+        return c.outstanding >= limit ? 0 : static_cast<size_t>(limit - c.outstanding);
     }
-    start_waiting();
-    check_shutdown();
+    auto now = Loop::now();
+    double earned = std::chrono::duration<double>(now - c.refilled) / kPacingInterval;
+    c.tokens = std::min(kPacingBurst, c.tokens + earned);
+    c.refilled = now;
+    if (c.tokens >= 1) return SIZE_MAX;
+    paced_.insert(conn);
+    if (!pacing_timer_) pacing_timer_ = loop_.after(kPacingInterval, [this] { wake_paced(); });
+    return 0;
 }
 
-void Handler::hold(const std::string& sender, uint64_t conn, const ReplyContext& ctx) {
-    if (held_.size() >= kMaxHeld && !held_.count(conn)) {
+void Handler::send_to(const std::string& sender, uint64_t conn, std::string_view bytes) {
+    link_.send(encode_reply(sender, conn, bytes));
+    auto it = conns_.find(conn);
+    if (it == conns_.end()) return;
+    if (it->second.window > 0)
+        it->second.outstanding += bytes.size();
+    else
+        it->second.tokens -= 1;
+}
+
+void Handler::wake_paced() {
+    pacing_timer_ = 0;
+    auto conns = std::move(paced_);
+    paced_.clear();
+    for (uint64_t conn : conns) {
+        auto it = conns_.find(conn);
+        if (it != conns_.end() && !it->second.queue.empty()) it->second.queue.front()->writable();
+    }
+}
+
+void Handler::abandon(Transaction& t) {
+    // `ctl cancel` closes at once; an empty reply would wait behind unread bytes.
+    uint64_t ids[] = {t.conn_id()};
+    for (const auto& m : encode_cancel(t.sender(), ids)) link_.send(m);
+    drop_connection(t.conn_id(), "connection closed");
+}
+
+// --- long-poll and deliver ------------------------------------------------------
+
+void Handler::hold(Transaction& t) {
+    uint64_t conn = t.conn_id();
+    auto it = conns_.find(conn);
+    if (it == conns_.end()) return;
+    if (it->second.held) return;
+    if (held_count_ >= kMaxHeld) {
         log::warn("conn=", conn, " too many held connections; closing this one");
-        send(encode_reply(sender, conn, ""));
+        link_.send(encode_reply(t.sender(), conn, ""));
         return;
     }
-    held_[conn] = Held{sender, ctx};
+    it->second.held = Held{t.sender(), t.reply_context()};
+    ++held_count_;
 }
 
-void Handler::deliver(const std::string& sender, std::span<const uint64_t> ids, std::string_view bytes) {
-    for (const auto& message : encode_reply_many(sender, ids, bytes)) send(message);
-    for (uint64_t id : ids) {
-        auto it = held_.find(id);
-        if (it == held_.end()) continue;
-        if (it->second.ctx.client_wants_close) send(encode_reply(it->second.sender, id, ""));
-        held_.erase(it);
+void Handler::release_hold(uint64_t conn) {
+    auto it = conns_.find(conn);
+    if (it == conns_.end() || !it->second.held) return;
+    it->second.held.reset();
+    --held_count_;
+    // Requests pipelined behind the long-poll go after its delivery.
+    if (!it->second.queue.empty()) {
+        ready_.push_back(conn);
+        schedule_admissions();
     }
+    maybe_forget(conn);
 }
 
+void Handler::deliver(Transaction& t, std::span<const uint64_t> ids, std::string full, std::string head_only) {
+    Delivery d;
+    d.sender = t.sender();
+    d.full = std::make_shared<const std::string>(std::move(full));
+    d.head_only = std::make_shared<const std::string>(std::move(head_only));
+    bool raw = t.request().kind == MessageKind::JsonSocket;
+    std::unordered_set<uint64_t> seen;
+    std::vector<uint64_t> skipped;
+    for (uint64_t id : ids) {
+        if (!seen.insert(id).second) continue;  // named twice: sent once
+        std::optional<ReplyContext> ctx;
+        if (id == t.conn_id()) {
+            ctx = t.reply_context();
+        } else if (auto it = conns_.find(id); it != conns_.end()) {
+            Connection& c = it->second;
+            if (c.held && !c.held->delivering) {
+                c.held->delivering = true;
+                ctx = c.held->ctx;
+            } else if (!c.queue.empty()) {
+                // Its own response is in progress or due: a reply now would land inside it.
+                skipped.push_back(id);
+                continue;
+            }
+        }
+        // Anything else is idle or unknown: it gets the reply unasked, as with Mongrel2's own deliver.
+        bool head = !raw && ctx && ctx->head_request;
+        // The requester goes first, so its copy leaves before its next pipelined request starts.
+        auto& list = head ? d.head_ids : d.full_ids;
+        if (id == t.conn_id())
+            list.insert(list.begin(), id);
+        else
+            list.push_back(id);
+        if (!raw && ctx && ctx->client_wants_close) d.close_after.insert(id);
+    }
+    if (!skipped.empty()) {
+        std::string list;
+        for (size_t i = 0; i < skipped.size() && i < 20; ++i) list += " " + std::to_string(skipped[i]);
+        log::warn("conn=", t.conn_id(), " deliver skipped ", skipped.size(),
+                  " connection(s) whose own response is in progress:", list, skipped.size() > 20 ? " ..." : "");
+    }
+    // First batch now: the requester's copy must leave before its next request.
+    if (send_delivery_batch(d)) return;
+    deliveries_.push_back(std::move(d));
+    schedule_deliveries();
+}
+
+// Sends one message (≤128 ids) of a delivery; true when the delivery is complete.
+bool Handler::send_delivery_batch(Delivery& d) {
+    size_t total = d.full_ids.size() + d.head_ids.size();
+    if (d.next >= total) return true;
+    bool in_full = d.next < d.full_ids.size();
+    const auto& list = in_full ? d.full_ids : d.head_ids;
+    size_t offset = in_full ? d.next : d.next - d.full_ids.size();
+    size_t n = std::min(kMaxIdsPerMessage, list.size() - offset);
+    std::span<const uint64_t> batch(list.data() + offset, n);
+    link_.send(encode_reply_to(d.sender, batch, in_full ? *d.full : *d.head_only));
+    std::vector<uint64_t> closing;
+    for (uint64_t id : batch) {
+        if (d.close_after.count(id)) closing.push_back(id);
+        auto it = conns_.find(id);
+        if (it != conns_.end() && it->second.held && it->second.held->delivering) release_hold(id);
+    }
+    if (!closing.empty()) link_.send(encode_reply_to(d.sender, closing, ""));
+    d.next += n;
+    return d.next >= total;
+}
+
+void Handler::schedule_deliveries() {
+    if (deliveries_posted_) return;
+    deliveries_posted_ = true;
+    std::weak_ptr<const char> alive = alive_;
+    loop_.post([this, alive] {
+        if (alive.lock()) run_deliveries();
+    });
+}
+
+void Handler::run_deliveries() {
+    deliveries_posted_ = false;
+    size_t budget = kDeliveryBytesPerTurn;
+    while (!deliveries_.empty()) {
+        Delivery& d = deliveries_.front();
+        size_t size = std::max<size_t>(1, d.next < d.full_ids.size() ? d.full->size() : d.head_only->size());
+        if (size > budget && budget < kDeliveryBytesPerTurn) break;  // at least one message per turn
+        budget -= std::min(budget, size);
+        if (send_delivery_batch(d)) deliveries_.pop_front();
+    }
+    if (!deliveries_.empty()) schedule_deliveries();
+}
+
+// --- keep-alive, logs, shutdown -----------------------------------------------------
+
+// Refreshes Mongrel2's idle timer for connections waiting on their backend or
+// held for a delivery, never for a reply that waits on the client: a client
+// that stops reading must be swept. Forgets connections idle past the send timeout.
 void Handler::keepalive_tick() {
     std::map<std::string, std::vector<uint64_t>> by_sender;
-    for (auto& [conn, queue] : by_conn_)
-        if (!queue.empty()) by_sender[queue.front()->sender()].push_back(conn);
-    for (auto& [conn, held] : held_) by_sender[held.sender].push_back(conn);
+    std::vector<uint64_t> stale;
+    auto now = Loop::now();
+    for (auto& [conn, c] : conns_) {
+        if (c.held) {
+            if (!c.held->delivering) by_sender[c.held->sender].push_back(conn);
+            continue;
+        }
+        if (!c.queue.empty()) {
+            auto state = c.queue.front()->state();
+            if (state == Transaction::State::Waiting || state == Transaction::State::Running)
+                by_sender[c.queue.front()->sender()].push_back(conn);
+        } else if (now - c.last_seen > std::max(config_.send_timeout(), config_.keepalive())) {
+            stale.push_back(conn);  // Mongrel2 closed it silently (sweeper, kill, overflow)
+        }
+    }
     for (auto& [sender, ids] : by_sender)
-        for (const auto& message : encode_keepalive(sender, ids)) send(message);
+        for (const auto& message : encode_keepalive(sender, ids)) link_.send(message);
+    for (uint64_t conn : stale) {
+        paced_.erase(conn);
+        conns_.erase(conn);
+    }
     keepalive_timer_ = loop_.after(config_.keepalive(), [this] { keepalive_tick(); });
 }
 
@@ -262,16 +520,17 @@ void Handler::access_log(const Transaction& t) {
 
 void Handler::shutdown(std::function<void()> done) {
     on_drained_ = std::move(done);
-    sockets_.stop_receiving();
+    link_.stop_receiving();
     check_shutdown();
 }
 
 void Handler::check_shutdown() {
-    if (on_drained_ && by_conn_.empty()) {  // empty queues are erased at once
-        auto done = std::move(on_drained_);
-        on_drained_ = nullptr;
-        done();
-    }
+    if (!on_drained_) return;
+    for (const auto& [id, c] : conns_)
+        if (!c.queue.empty()) return;
+    auto done = std::move(on_drained_);
+    on_drained_ = nullptr;
+    done();
 }
 
 }  // namespace m2b

@@ -1,76 +1,121 @@
-// One Mongrel2 Handler: its sockets, the requests in flight and waiting, the
-// in-flight limit and queue, disconnects, ctl keep-alive, and connections
-// held open by an empty X-Mongrel2-Deliver.
+// One Mongrel2 Handler: the connections it serves and, per connection, its
+// pipelined requests (answered in order), long-polls held by an empty
+// X-Mongrel2-Deliver, download credits and message pacing; the in-flight
+// limit and queue; disconnects, Mongrel2 restarts, ctl keep-alive, deliver.
+//
+// Everything a connection can make the handler hold is bounded: requests per
+// connection (--max-pipelined), requests waiting for a slot (--queue), held
+// connections, and reply bytes (per request, in ReplyStream).
 #pragma once
 
 #include <cstdio>
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <unordered_map>
 #include <unordered_set>
+#include <vector>
 
 #include "adapters/gateway.h"
 #include "bridge/config.h"
 #include "bridge/loop.h"
-#include "bridge/m2_sockets.h"
+#include "bridge/m2_link.h"
 #include "bridge/transaction.h"
 
 namespace m2b {
 
 class Handler final : public TransactionOwner {
 public:
-    Handler(Loop& loop, const HandlerConfig& config, Gateway& gateway);
+    Handler(Loop& loop, const HandlerConfig& config, Gateway& gateway, Mongrel2Link& link);
     ~Handler() override;
+
+    // A message from Mongrel2's PUSH socket.
+    void on_message(std::string_view message);
+    // Mongrel2 went away (crash or restart): its connection ids mean nothing
+    // any more, so every request and connection state is dropped.
+    void on_server_lost(std::string_view why);
 
     // Stops taking requests; calls `done` once nothing is in flight.
     void shutdown(std::function<void()> done);
     void reopen_logs();
-    size_t in_flight() const { return holding_slot_.size(); }
+    size_t in_flight() const { return in_flight_.size(); }
+    size_t connections() const { return conns_.size(); }
 
     // TransactionOwner
-    void send(std::string_view message) override;
-    void finished(Transaction& t) override;
-    void hold(const std::string& sender, uint64_t conn_id, const ReplyContext& ctx) override;
-    void deliver(const std::string& sender, std::span<const uint64_t> ids, std::string_view bytes) override;
-    void access_log(const Transaction& t) override;
     size_t send_window(uint64_t conn_id) override;
-    void sent_bytes(uint64_t conn_id, size_t bytes) override;
+    void send_to(const std::string& sender, uint64_t conn_id, std::string_view bytes) override;
+    void released(Transaction& t) override;
+    void finished(Transaction& t) override;
+    void hold(Transaction& t) override;
+    void deliver(Transaction& t, std::span<const uint64_t> ids, std::string full, std::string head_only) override;
+    void abandon(Transaction& t) override;
+    void access_log(const Transaction& t) override;
 
 private:
     struct Held {
         std::string sender;
         ReplyContext ctx;
+        bool delivering = false;  // named by a delivery not sent yet
+    };
+    struct Connection {
+        std::deque<std::unique_ptr<Transaction>> queue;  // front: the one being answered
+        std::optional<Held> held;
+        bool refused = false;         // went past --max-pipelined: later requests are dropped
+        std::string upload_started;   // path of an upload Mongrel2 is still writing
+        uint64_t window = 0;          // download.flow_control window (0: not flow-controlled)
+        uint64_t outstanding = 0;     // bytes sent and not yet credited
+        double tokens = 0;            // pacing without flow control: messages that may go now
+        Loop::Clock::time_point refilled{};
+        Loop::Clock::time_point last_seen{};
+    };
+    // One delivered reply going out over several turns, so memory does not
+    // grow with ids × body.
+    struct Delivery {
+        std::string sender;
+        std::shared_ptr<const std::string> full, head_only;
+        std::vector<uint64_t> full_ids, head_ids;
+        std::unordered_set<uint64_t> close_after;
+        size_t next = 0;  // index over full_ids then head_ids
     };
 
-    void on_message(std::string_view message);
     void on_request(Request request);
-    void on_disconnect(uint64_t conn_id);
+    void enqueue(Connection& c, std::unique_ptr<Transaction> t);
+    void drop_connection(uint64_t conn_id, const char* why);
+    void schedule_admissions();
+    void run_admissions();
     void admit(Transaction& t);
-    void start_waiting();
+    void release_hold(uint64_t conn_id);
+    void maybe_forget(uint64_t conn_id);
+    void schedule_deliveries();
+    bool send_delivery_batch(Delivery& d);
+    void run_deliveries();
+    void wake_paced();
     void keepalive_tick();
     void check_shutdown();
+    void dispose(std::unique_ptr<Transaction> t);
 
     Loop& loop_;
     const HandlerConfig& config_;
     Gateway& gateway_;
+    Mongrel2Link& link_;
     TransactionSettings settings_;
-    Mongrel2Sockets sockets_;
-    // Per connection, its requests in arrival order; only the front one is
-    // admitted, so pipelined requests are answered in order.
-    std::unordered_map<uint64_t, std::deque<std::unique_ptr<Transaction>>> by_conn_;
-    std::deque<Transaction*> waiting_;  // admitted, waiting for a backend slot
-    std::unordered_set<Transaction*> holding_slot_;  // admitted and started: counts against --max-requests
-    std::unordered_map<uint64_t, Held> held_;
-    // Connections under Mongrel2's download.flow_control: bytes sent and not yet credited.
-    struct Flow {
-        uint64_t window = 0;
-        uint64_t outstanding = 0;
-    };
-    std::unordered_map<uint64_t, Flow> flow_;
+
+    std::unordered_map<uint64_t, Connection> conns_;
+    std::deque<uint64_t> ready_;                  // connections whose front request may be admitted
+    std::deque<Transaction*> waiting_;            // admitted, waiting for a backend slot
+    std::unordered_set<Transaction*> in_flight_;  // hold a backend slot
+    size_t held_count_ = 0;
+    uint64_t flow_window_ = 0;  // learned from the first DOWNLOAD_CREDITS: the server's setting
+    std::deque<Delivery> deliveries_;
+    std::unordered_set<uint64_t> paced_;  // connections waiting for a pacing token
+    bool admissions_posted_ = false;
+    bool deliveries_posted_ = false;
+    Loop::TimerId pacing_timer_ = 0;
     Loop::TimerId keepalive_timer_ = 0;
     std::function<void()> on_drained_;
     FILE* access_log_ = nullptr;
+    std::shared_ptr<const char> alive_ = std::make_shared<const char>(0);  // guards posted tasks
 };
 
 }  // namespace m2b

@@ -39,11 +39,17 @@ std::vector<std::string> many(std::string_view sender, std::span<const uint64_t>
 
 // ["ctl", {"keep-alive": true}] as a tnetstring.
 constexpr std::string_view kKeepAliveBody = "31:3:ctl,21:10:keep-alive,4:true!}]";
+// ["ctl", {"cancel": true}]
+constexpr std::string_view kCancelBody = "26:3:ctl,16:6:cancel,4:true!}]";
 
 }  // namespace
 
 std::string encode_reply(std::string_view sender, uint64_t conn_id, std::string_view body) {
     return message(sender, std::to_string(conn_id), body);
+}
+
+std::string encode_reply_to(std::string_view sender, std::span<const uint64_t> ids, std::string_view body) {
+    return message(sender, id_list(ids, false), body);
 }
 
 std::vector<std::string> encode_reply_many(std::string_view sender, std::span<const uint64_t> ids,
@@ -54,6 +60,10 @@ std::vector<std::string> encode_reply_many(std::string_view sender, std::span<co
 std::vector<std::string> encode_keepalive(std::string_view sender, std::span<const uint64_t> ids,
                                           size_t max_ids) {
     return many(sender, ids, kKeepAliveBody, max_ids, true);
+}
+
+std::vector<std::string> encode_cancel(std::string_view sender, std::span<const uint64_t> ids, size_t max_ids) {
+    return many(sender, ids, kCancelBody, max_ids, true);
 }
 
 }  // namespace m2b

@@ -17,6 +17,9 @@ inline constexpr size_t kMaxIdsPerMessage = 128;
 // One message to one connection. An empty body asks Mongrel2 to close it.
 std::string encode_reply(std::string_view sender, uint64_t conn_id, std::string_view body);
 
+// One message naming several connections (the caller keeps it to ≤128 ids).
+std::string encode_reply_to(std::string_view sender, std::span<const uint64_t> ids, std::string_view body);
+
 // The same body to many connections: one message per 128 ids. No ids, no message.
 std::vector<std::string> encode_reply_many(std::string_view sender, std::span<const uint64_t> ids,
                                            std::string_view body, size_t max_ids = kMaxIdsPerMessage);
@@ -25,5 +28,10 @@ std::vector<std::string> encode_reply_many(std::string_view sender, std::span<co
 // idle timer for connections whose backend is still working.
 std::vector<std::string> encode_keepalive(std::string_view sender, std::span<const uint64_t> ids,
                                           size_t max_ids = kMaxIdsPerMessage);
+
+// `ctl cancel`: Mongrel2 closes these connections at once, dropping what is
+// queued for them (an empty reply would wait behind bytes a client never reads).
+std::vector<std::string> encode_cancel(std::string_view sender, std::span<const uint64_t> ids,
+                                       size_t max_ids = kMaxIdsPerMessage);
 
 }  // namespace m2b

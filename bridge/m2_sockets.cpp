@@ -1,6 +1,11 @@
 #include "bridge/m2_sockets.h"
 
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
 #include <sys/epoll.h>
+#include <zmq.h>
 
 #include "bridge/log.h"
 
@@ -8,26 +13,47 @@ namespace m2b {
 
 namespace {
 constexpr int kMessagesPerTurn = 512;  // then let backends and timers run
-}
+std::atomic<int> monitor_count{0};
+}  // namespace
 
-Mongrel2Sockets::Mongrel2Sockets(Loop& loop, const std::string& send_spec, const std::string& recv_spec,
-                                 OnMessage on_message)
-    : loop_(loop), pull_(context_, zmq::socket_type::pull), pub_(context_, zmq::socket_type::pub),
-      on_message_(std::move(on_message)) {
-    // Replies are bounded per request by the pacing in Transaction; a PUB at
-    // its high-water mark would silently drop them instead.
+Mongrel2Sockets::Mongrel2Sockets(Loop& loop, const std::string& send_spec, const std::string& recv_spec)
+    : loop_(loop), send_spec_(send_spec), pull_(context_, zmq::socket_type::pull),
+      pub_(context_, zmq::socket_type::pub), monitor_(context_, zmq::socket_type::pair) {
+    // Replies are bounded per request by ReplyStream; a PUB at its high-water
+    // mark would silently drop them instead.
     pub_.set(zmq::sockopt::sndhwm, 0);
     pub_.set(zmq::sockopt::linger, 2000);
     pull_.set(zmq::sockopt::linger, 0);
+    // Mongrel2 restarted after a crash hands out connection ids from 1 again,
+    // without a word: the only sign is the PULL connection dropping.
+    std::string monitor_endpoint = "inproc://m2b-monitor-" + std::to_string(monitor_count++);
+    if (zmq_socket_monitor(pull_.handle(), monitor_endpoint.c_str(), ZMQ_EVENT_DISCONNECTED) != 0)
+        throw zmq::error_t();
+    monitor_.connect(monitor_endpoint);
     pull_.connect(send_spec);
     pub_.connect(recv_spec);
     pull_fd_ = pull_.get(zmq::sockopt::fd);
-    // ZMQ_FD is edge-triggered: each wake-up drains until EAGAIN (see drain()).
-    loop_.watch(pull_fd_, EPOLLIN, [this](uint32_t) { drain(); });
-    loop_.post([this] { drain(); });
+    monitor_fd_ = monitor_.get(zmq::sockopt::fd);
+    // ZMQ_FD is edge-triggered: each wake-up drains until EAGAIN.
+    if (!loop_.watch(pull_fd_, EPOLLIN, [this](uint32_t) { drain(); }) ||
+        !loop_.watch(monitor_fd_, EPOLLIN, [this](uint32_t) { drain_monitor(); }))
+        throw std::runtime_error(std::string("cannot watch the ZeroMQ sockets: ") + strerror(errno));
+    loop_.post([this] {
+        drain();
+        drain_monitor();
+    });
 }
 
-Mongrel2Sockets::~Mongrel2Sockets() { loop_.unwatch(pull_fd_); }
+Mongrel2Sockets::~Mongrel2Sockets() {
+    if (receiving_) loop_.unwatch(pull_fd_);
+    loop_.unwatch(monitor_fd_);
+    zmq_socket_monitor(pull_.handle(), nullptr, 0);
+}
+
+void Mongrel2Sockets::set_receiver(OnMessage on_message, OnServerLost on_server_lost) {
+    on_message_ = std::move(on_message);
+    on_server_lost_ = std::move(on_server_lost);
+}
 
 void Mongrel2Sockets::send(std::string_view message) {
     try {
@@ -38,6 +64,7 @@ void Mongrel2Sockets::send(std::string_view message) {
 }
 
 void Mongrel2Sockets::stop_receiving() {
+    if (!receiving_) return;
     receiving_ = false;
     loop_.unwatch(pull_fd_);
 }
@@ -60,12 +87,32 @@ void Mongrel2Sockets::drain() {
             while (msg.more() && pull_.recv(rest, zmq::recv_flags::dontwait)) msg.swap(rest);
             continue;
         }
-        on_message_(msg.to_string_view());
+        if (on_message_) on_message_(msg.to_string_view());
     }
     // More may be waiting and the edge will not fire again: continue next turn.
     if (receiving_ && !drain_posted_) {
         drain_posted_ = true;
         loop_.post([this] { drain(); });
+    }
+}
+
+// Monitor events are two frames: 2 bytes of event, 4 of value; then the endpoint.
+void Mongrel2Sockets::drain_monitor() {
+    for (;;) {
+        zmq::message_t event, endpoint;
+        zmq::recv_result_t got;
+        try {
+            got = monitor_.recv(event, zmq::recv_flags::dontwait);
+            if (got && event.more()) (void)monitor_.recv(endpoint, zmq::recv_flags::dontwait);
+        } catch (const zmq::error_t& e) {
+            log::error("zmq monitor recv failed: ", e.what());
+            return;
+        }
+        if (!got) return;
+        uint16_t id = 0;
+        if (event.size() >= 2) std::memcpy(&id, event.data(), 2);
+        if (id == ZMQ_EVENT_DISCONNECTED && on_server_lost_)
+            on_server_lost_("at " + send_spec_ + " disconnected");
     }
 }
 

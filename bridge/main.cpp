@@ -15,6 +15,7 @@
 #include "bridge/handler.h"
 #include "bridge/log.h"
 #include "bridge/loop.h"
+#include "bridge/m2_sockets.h"
 #include "bridge/version.h"
 
 namespace {
@@ -56,7 +57,10 @@ int main(int argc, char** argv) {
             options.max_idle = std::max<size_t>(1, std::min<size_t>(config.max_requests, 16));
             gateway = std::make_unique<FastcgiGateway>(loop, options);
         }
-        Handler handler(loop, config, *gateway);
+        Mongrel2Sockets sockets(loop, config.send_spec, config.recv_spec);
+        Handler handler(loop, config, *gateway, sockets);
+        sockets.set_receiver([&](std::string_view m) { handler.on_message(m); },
+                             [&](std::string_view why) { handler.on_server_lost(why); });
 
         bool stopping = false;
         auto stop = [&] {

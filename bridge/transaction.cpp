@@ -1,23 +1,18 @@
 #include "bridge/transaction.h"
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "bridge/log.h"
-#include "bridge/m2_reply.h"
 
 namespace m2b {
 
 namespace {
 
-// A reply whose whole body arrives within kFlushDelay and is at most
-// kWholeBodyLimit goes out as one message with Content-Length. Otherwise it
-// streams in messages of up to kMessageTarget, at most one per kMinInterval:
-// Mongrel2 closes a connection with more than 16 messages queued.
-constexpr size_t kWholeBodyLimit = 1024 * 1024;
-constexpr size_t kMessageTarget = 1024 * 1024;
-constexpr auto kFlushDelay = std::chrono::milliseconds(20);
-constexpr auto kMinInterval = std::chrono::milliseconds(10);
 constexpr size_t kMaxDeliverBody = 1024 * 1024;
 constexpr int kMaxLocalRedirects = 5;
 constexpr size_t kMaxStderrLogged = 16 * 1024;
@@ -46,25 +41,33 @@ void remove_header(HeaderList& headers, std::string_view name) {
                   headers.end());
 }
 
+ReplyContext context_of(const Request& r) {
+    return reply_context(r.header_or("VERSION", "HTTP/1.1"), r.header_or("METHOD", "GET"),
+                         r.header_or("connection", ""));
+}
+
 }  // namespace
 
 Transaction::Transaction(Loop& loop, Gateway& gateway, const TransactionSettings& settings, TransactionOwner& owner,
                          Request request)
-    : loop_(loop), gateway_(gateway), settings_(settings), owner_(owner), request_(std::move(request)) {
-    raw_ = request_.kind == MessageKind::JsonSocket;
-    reply_ctx_ = reply_context(request_.header_or("VERSION", "HTTP/1.1"), request_.header_or("METHOD", "GET"),
-                               request_.header_or("connection", ""));
-}
+    : loop_(loop), gateway_(gateway), settings_(settings), owner_(owner), request_(std::move(request)),
+      reply_ctx_(context_of(request_)), raw_(request_.kind == MessageKind::JsonSocket),
+      stream_(loop, *this, reply_ctx_, settings.reply) {}
 
 Transaction::~Transaction() {
-    cancel_timers();
+    if (deadline_timer_) loop_.cancel(deadline_timer_);
     drop_upload();
 }
 
-void Transaction::attach_upload(int fd, uint64_t length, std::string path) {
-    upload_fd_ = fd;
-    upload_length_ = length;
-    upload_path_ = std::move(path);
+void Transaction::attach_upload(std::string path) { upload_path_ = std::move(path); }
+
+void Transaction::refuse(int status, std::string why, bool close) {
+    refusal_status_ = status;
+    refusal_why_ = std::move(why);
+    if (close) {
+        reply_ctx_.client_wants_close = true;
+        stream_.close_after_reply();
+    }
 }
 
 double Transaction::elapsed_ms() const {
@@ -74,21 +77,35 @@ double Transaction::elapsed_ms() const {
 std::string Transaction::log_prefix() const { return "conn=" + std::to_string(request_.conn_id) + " "; }
 
 void Transaction::start() {
+    if (state_ != State::Queued && state_ != State::Waiting) return;
+    state_ = State::Running;
     if (refusal_status_ != 0) {
-        reject(refusal_status_, refusal_why_);
+        log::warn(log_prefix(), refusal_why_);
+        reply_error(refusal_status_);
+        release_backend();
         return;
     }
-    state_ = State::Running;
+    if (settings_.deadline.count() > 0) deadline_timer_ = loop_.after(settings_.deadline, [this] { on_deadline(); });
+    run();
+}
+
+// Resolves the script and hands the request to the backend (again after a local redirect).
+void Transaction::run() {
     ScriptTarget target = resolve_script(settings_.script, request_.header_or("PATTERN", ""), request_.path);
     if (raw_ && target.status == 0 && !settings_.script.directory.empty()) target.status = 404;
     if (target.status != 0) {
         log::info(log_prefix(), "refused ", request_.path, ": ", target.error);
         reply_error(target.status);
-        finish();
+        release_backend();
         return;
     }
     std::optional<uint64_t> content_length;
-    if (upload_fd_ >= 0) {
+    if (!upload_path_.empty()) {
+        if (upload_fd_ < 0 && !open_upload()) {
+            reply_error(502);
+            release_backend();
+            return;
+        }
         body_ = BodySource{{}, upload_fd_, upload_length_};
         content_length = upload_length_;
     } else {
@@ -99,45 +116,67 @@ void Transaction::start() {
     if (settings_.allow_nph && !raw_) {
         const std::string& script = target.script_filename.empty() ? settings_.env.script_filename : target.script_filename;
         std::string_view name = std::string_view(script).substr(script.rfind('/') + 1);
-        if (name.starts_with("nph-")) {
-            // Non-parsed headers (RFC 3875 §5): bytes pass as they come and the connection closes after.
-            nph_ = true;
-            head_parsed_ = true;
-            head_sent_ = true;
-            framing_ = Framing::CloseDelimited;
-            status_ = 200;
-        }
+        // Non-parsed headers (RFC 3875 §5): bytes pass as they come and the connection closes after.
+        nph_ = name.starts_with("nph-");
     }
     exchange_ = gateway_.start(env_, body_, request_.conn_id, *this);
 }
 
-void Transaction::reject(int status, std::string_view why) {
-    state_ = State::Running;
-    log::warn(log_prefix(), why);
-    std::vector<std::pair<std::string, std::string>> extra;
-    if (status == 503) extra.emplace_back("Retry-After", "1");
-    reply_error(status, std::move(extra));
-    finish();
+// The file Mongrel2 wrote: opened without blocking (a FIFO planted in the store
+// must not stall the loop) and accepted only as a plain, single-link file of
+// the store's owner, so nothing else on the machine can be fed to the app.
+bool Transaction::open_upload() {
+    int fd = open(upload_path_.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    struct stat st {};
+    std::string why;
+    if (fd < 0)
+        why = strerror(errno);
+    else if (fstat(fd, &st) != 0)
+        why = strerror(errno);
+    else if (!S_ISREG(st.st_mode))
+        why = "not a regular file";
+    else if (st.st_nlink != 1)
+        why = "has other links";
+    else if (st.st_uid != settings_.upload_owner)
+        why = "owned by uid " + std::to_string(st.st_uid) + ", not the upload store's owner";
+    if (!why.empty()) {
+        log::error(log_prefix(), "refused upload ", upload_path_, ": ", why);
+        if (fd >= 0) close(fd);
+        upload_path_.clear();  // not ours to delete
+        return false;
+    }
+    upload_fd_ = fd;
+    upload_length_ = static_cast<uint64_t>(st.st_size);
+    return true;
 }
 
 void Transaction::cancel() {
     if (state_ == State::Done) return;
     state_ = State::Done;
-    cancel_timers();
+    if (deadline_timer_) loop_.cancel(deadline_timer_);
+    deadline_timer_ = 0;
+    stream_.cancel();
     drop_exchange();
     drop_upload();
 }
 
 void Transaction::on_stdout(std::string_view bytes) {
     if (state_ != State::Running) return;
+    if (nph_) {
+        if (!stream_.started()) {
+            status_ = 200;
+            stream_.begin_raw(true);
+        }
+        stream_.body(bytes);
+        return;
+    }
     if (!head_parsed_) {
         auto result = parser_.feed(bytes);
         if (result == CgiHeadParser::State::NeedMore) return;
         if (result == CgiHeadParser::State::Error) {
             log::error(log_prefix(), "malformed response from ", gateway_.describe(), ": ", parser_.error());
-            drop_exchange();
             reply_error(502);
-            finish();
+            release_backend();
             return;
         }
         head_parsed_ = true;
@@ -146,21 +185,17 @@ void Transaction::on_stdout(std::string_view bytes) {
         bytes = parser_.leftover_body();
     }
     if (bytes.empty()) return;
-    body_seen_ += bytes.size();
-    if (discard_body_) return;
     if (delivering_) {
         if (deliver_body_.size() + bytes.size() > kMaxDeliverBody) {
             log::error(log_prefix(), "X-Mongrel2-Deliver body larger than ", kMaxDeliverBody, " bytes");
-            drop_exchange();
             reply_error(502);
-            finish();
+            release_backend();
             return;
         }
         deliver_body_ += bytes;
         return;
     }
-    pending_ += bytes;
-    schedule_output();
+    stream_.body(bytes);
 }
 
 void Transaction::on_stderr(std::string_view bytes) {
@@ -188,15 +223,17 @@ void Transaction::handle_head() {
         delivering_ = true;
         return;
     }
-    discard_body_ = !raw_ && (reply_ctx_.head_request || status_has_no_body(head.status));
+    if (raw_)
+        stream_.begin_raw(false);  // the JSON socket stays open
+    else
+        stream_.begin(ReplyHead{head.status, head.reason, head.headers}, head.content_length);
 }
 
 void Transaction::local_redirect() {
     if (++redirects_ > kMaxLocalRedirects) {
         log::error(log_prefix(), "more than ", kMaxLocalRedirects, " local redirects");
-        drop_exchange();
         reply_error(502);
-        finish();
+        release_backend();
         return;
     }
     std::string location = *parser_.head().location;
@@ -219,265 +256,116 @@ void Transaction::local_redirect() {
     request_.body.clear();
     parser_ = CgiHeadParser();
     head_parsed_ = false;
-    body_seen_ = 0;
-    start();
-}
-
-void Transaction::schedule_output() {
-    if (!head_sent_) {
-        if (pending_.size() >= kWholeBodyLimit)
-            start_streaming();
-        else if (!flush_timer_)
-            flush_timer_ = loop_.after(kFlushDelay, [this] {
-                flush_timer_ = 0;
-                start_streaming();
-            });
-        return;
-    }
-    if (flush_timer_) return;  // a send is already scheduled
-    auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(last_send_ + kMinInterval - Loop::now());
-    if (pending_.size() >= kMessageTarget) {
-        if (wait.count() <= 0) {
-            send_pending(false);
-            return;
-        }
-        // Hold the backend until this message can go.
-        if (exchange_ && !paused_) {
-            paused_ = true;
-            if (!paused_for_outbox_) exchange_->set_paused(true);
-        }
-    }
-    flush_timer_ = loop_.after(std::max(wait, kFlushDelay), [this] {
-        flush_timer_ = 0;
-        send_pending(false);
-    });
-}
-
-void Transaction::start_streaming() {
-    if (head_sent_ || state_ != State::Running) return;
-    const ResponseHead& head = parser_.head();
-    if (raw_) {
-        framing_ = Framing::CloseDelimited;  // raw bytes; the JSON socket stays open
-    } else if (head.content_length) {
-        framing_ = Framing::ContentLength;
-    } else {
-        framing_ = choose_framing(reply_ctx_, head.status, -1);
-    }
-    std::string out;
-    if (!raw_) {
-        ReplyHead reply{head.status, head.reason, head.headers};
-        out = build_head(reply, reply_ctx_, framing_, head.content_length.value_or(0), std::time(nullptr));
-    }
-    head_sent_ = true;
-    frame_pending(out, false);
-    send_message(out);
-}
-
-// Appends the pending body bytes to `out` in the reply's framing: a chunk
-// (and the last chunk when `final`), or the bytes themselves, cut at the
-// app's Content-Length.
-void Transaction::frame_pending(std::string& out, bool final) {
-    if (framing_ == Framing::Chunked) {
-        append_chunk(out, pending_);
-        if (final) out += kLastChunk;
-    } else if (framing_ != Framing::None) {
-        if (framing_ == Framing::ContentLength) {
-            uint64_t room = *parser_.head().content_length - body_framed_;
-            if (pending_.size() > room) {
-                overflowed_ = true;
-                pending_.resize(room);
-            }
-        }
-        body_framed_ += pending_.size();
-        out += pending_;
-    }
-    pending_.clear();
-}
-
-void Transaction::send_pending(bool final) {
-    if (state_ != State::Running) return;
-    if (!head_sent_) {
-        start_streaming();
-        if (!final) return;
-    }
-    std::string out;
-    frame_pending(out, final);
-    if (!out.empty()) send_message(out);
-    if (paused_) {
-        paused_ = false;
-        if (exchange_ && !paused_for_outbox_) exchange_->set_paused(false);
-    }
-}
-
-void Transaction::send_message(std::string_view bytes) {
-    outbox_ += bytes;
-    bytes_sent_ += bytes.size();
-    last_send_ = Loop::now();
-    pump();
-}
-
-void Transaction::close_client() {
-    close_pending_ = true;
-    pump();
-}
-
-// Hands the outbox to Mongrel2: all of it in one message, or, with download
-// flow control, as much as the connection's window allows.
-void Transaction::pump() {
-    while (!outbox_.empty()) {
-        size_t n = std::min(outbox_.size(), owner_.send_window(request_.conn_id));
-        if (n == 0) break;
-        owner_.send(encode_reply(request_.sender, request_.conn_id, std::string_view(outbox_).substr(0, n)));
-        owner_.sent_bytes(request_.conn_id, n);
-        outbox_.erase(0, n);
-    }
-    if (!outbox_.empty()) {
-        // Waiting for credits: stop reading the backend once a message's worth is queued.
-        if (!paused_for_outbox_ && outbox_.size() >= kMessageTarget && exchange_) {
-            paused_for_outbox_ = true;
-            if (!paused_) exchange_->set_paused(true);
-        }
-        return;
-    }
-    if (paused_for_outbox_) {
-        paused_for_outbox_ = false;
-        if (exchange_ && !paused_) exchange_->set_paused(false);
-    }
-    if (close_pending_) {
-        close_pending_ = false;
-        owner_.send(encode_reply(request_.sender, request_.conn_id, ""));
-    }
-    if (state_ == State::Draining) {
-        state_ = State::Done;
-        owner_.access_log(*this);
-        owner_.finished(*this);
-    }
-}
-
-void Transaction::on_credits() {
-    if (state_ == State::Running || state_ == State::Draining) pump();
+    run();
 }
 
 void Transaction::on_complete() {
     if (state_ != State::Running) return;
-    if (!head_parsed_) {
+    if (!head_parsed_ && !nph_) {
         log::error(log_prefix(), gateway_.describe(), " ended without a complete response head");
-        drop_exchange();
         reply_error(502);
-        finish();
-        return;
-    }
-    drop_exchange();
-    if (delivering_)
+    } else if (delivering_) {
         deliver_reply();
-    else if (head_sent_)
-        finish_stream();
-    else
-        finish_whole_body();
-    finish();
-}
-
-void Transaction::finish_whole_body() {
-    cancel_timers();
-    const ResponseHead& head = parser_.head();
-    if (raw_) {
-        if (!pending_.empty()) send_message(pending_);
-        return;
+    } else {
+        if (nph_ && !stream_.started()) stream_.begin_raw(true);  // printed nothing: just close
+        stream_.end();
     }
-    uint64_t length = discard_body_ ? head.content_length.value_or(body_seen_) : pending_.size();
-    if (head.content_length && !discard_body_) {
-        if (length < *head.content_length) {
-            log::error(log_prefix(), "body shorter (", length, ") than the app's Content-Length ", *head.content_length);
-            reply_error(502);
-            return;
-        }
-        if (length > *head.content_length) {
-            log::warn(log_prefix(), "body longer than the app's Content-Length; cut to ", *head.content_length);
-            pending_.resize(*head.content_length);
-            length = pending_.size();
-        }
-    }
-    framing_ = choose_framing(reply_ctx_, head.status, static_cast<int64_t>(length));
-    ReplyHead reply{head.status, head.reason, head.headers};
-    std::string out = build_head(reply, reply_ctx_, framing_, length, std::time(nullptr));
-    if (!discard_body_ && framing_ != Framing::None) out += pending_;
-    pending_.clear();
-    send_message(out);
-    if (must_close(reply_ctx_, framing_)) close_client();
-}
-
-void Transaction::finish_stream() {
-    cancel_timers();
-    send_pending(true);
-    bool abort = false;
-    if (framing_ == Framing::ContentLength && body_framed_ < *parser_.head().content_length) {
-        log::error(log_prefix(), "body shorter than the app's Content-Length: closing the connection");
-        abort = true;
-    }
-    if (overflowed_) log::warn(log_prefix(), "body longer than the app's Content-Length: cut and closed");
-    if (raw_) return;
-    if (abort || overflowed_ || must_close(reply_ctx_, framing_)) close_client();
+    release_backend();
 }
 
 void Transaction::deliver_reply() {
     const ResponseHead& head = parser_.head();
-    const std::vector<uint64_t>& ids = *head.deliver;
-    std::string bytes;
+    std::string full, head_only;
     if (raw_) {
-        bytes = std::move(deliver_body_);
+        full = std::move(deliver_body_);
     } else {
         // Recipients may be other clients: frame for any HTTP/1.x reader and keep them open.
         ReplyContext any;
         ReplyHead reply{head.status, head.reason, head.headers};
         Framing framing = choose_framing(any, head.status, static_cast<int64_t>(deliver_body_.size()));
-        bytes = build_head(reply, any, framing, deliver_body_.size(), std::time(nullptr));
-        if (framing != Framing::None) bytes += deliver_body_;
+        auto now = std::time(nullptr);
+        head_only = build_head(reply, any, framing, deliver_body_.size(), now);
+        full = head_only;
+        if (framing != Framing::None) full += deliver_body_;
     }
-    if (!ids.empty()) owner_.deliver(request_.sender, ids, bytes);
-    bytes_sent_ += bytes.size() * ids.size();
+    const std::vector<uint64_t>& ids = *head.deliver;
     bool requester_listed = std::find(ids.begin(), ids.end(), request_.conn_id) != ids.end();
-    if (!requester_listed)
-        owner_.hold(request_.sender, request_.conn_id, reply_ctx_);
-    else if (!raw_ && reply_ctx_.client_wants_close)
-        close_client();
+    if (!ids.empty()) {
+        uint64_t size = full.size();
+        owner_.deliver(*this, ids, std::move(full), std::move(head_only));
+        delivered_bytes_ += size;
+    }
+    if (!requester_listed) owner_.hold(*this);
 }
 
 void Transaction::on_failure(BackendFailure failure, std::string_view why) {
     if (state_ != State::Running) return;
-    drop_exchange();
     log::error(log_prefix(), gateway_.describe(), ": ", why);
-    if (head_sent_ && !(nph_ && bytes_sent_ == 0)) {
-        // Too late for an error status: pass on what arrived, then end the
-        // connection so the client sees a short body.
-        cancel_timers();
-        send_pending(false);
-        close_client();
+    if (stream_.head_sent()) {
+        stream_.abort();  // too late for a status: the client sees a short body
     } else {
+        status_ = status_for(failure);
         std::vector<std::pair<std::string, std::string>> extra;
         if (failure == BackendFailure::Overloaded) extra.emplace_back("Retry-After", "1");
-        reply_error(status_for(failure), std::move(extra));
+        stream_.error(status_, std::move(extra));
     }
-    finish();
+    release_backend();
 }
 
-void Transaction::reply_error(int status, std::vector<std::pair<std::string, std::string>> extra) {
-    cancel_timers();
+void Transaction::on_deadline() {
+    deadline_timer_ = 0;
+    if (state_ != State::Running) return;
+    log::error(log_prefix(), "request deadline of ", settings_.deadline.count() / 1000.0, " s passed");
+    if (stream_.head_sent())
+        stream_.abort();
+    else
+        reply_error(504);
+    release_backend();
+}
+
+void Transaction::reply_error(int status) {
     status_ = status;
-    pending_.clear();
-    if (raw_) return;  // a JSON socket has no status line to carry it
-    send_message(build_error_reply(status, reply_ctx_, std::time(nullptr), std::move(extra)));
-    if (reply_ctx_.client_wants_close) close_client();
+    std::vector<std::pair<std::string, std::string>> extra;
+    if (status == 503) extra.emplace_back("Retry-After", "1");
+    stream_.error(status, std::move(extra));
+}
+
+void Transaction::backend_paused(bool paused) {
+    if (exchange_) exchange_->set_paused(paused);
+}
+
+// The backend is done with this request, whatever the client does next.
+void Transaction::release_backend() {
+    if (state_ != State::Running) return;
+    state_ = State::Replying;
+    if (deadline_timer_) loop_.cancel(deadline_timer_);
+    deadline_timer_ = 0;
+    drop_exchange();
+    drop_upload();
+    owner_.released(*this);
+    auto s = stream_.state();
+    if (s == ReplyStream::State::Idle || s == ReplyStream::State::Done) finish();
+}
+
+void Transaction::reply_flushed() {
+    if (state_ == State::Replying) finish();
+}
+
+void Transaction::reply_stalled() {
+    log::warn(log_prefix(), "client took no bytes for ", settings_.reply.send_timeout.count() / 1000.0,
+              " s; closing its connection");
+    if (state_ == State::Running) {
+        state_ = State::Replying;
+        drop_exchange();
+        drop_upload();
+        owner_.released(*this);
+    }
+    status_ = status_ ? status_ : 504;
+    owner_.abandon(*this);  // cancels this transaction
 }
 
 void Transaction::finish() {
-    if (state_ == State::Done || state_ == State::Draining) return;
-    cancel_timers();
-    drop_exchange();
-    drop_upload();
-    if (!outbox_.empty() || close_pending_) {
-        state_ = State::Draining;  // pump() finishes once Mongrel2 has taken it all
-        return;
-    }
+    if (state_ == State::Done) return;
     state_ = State::Done;
     owner_.access_log(*this);
     owner_.finished(*this);
@@ -491,16 +379,13 @@ void Transaction::drop_exchange() {
 }
 
 void Transaction::drop_upload() {
-    if (upload_fd_ < 0) return;
-    close(upload_fd_);
+    if (upload_fd_ >= 0) close(upload_fd_);
     upload_fd_ = -1;
+    if (upload_path_.empty()) return;
     // Mongrel2 never deletes a finished upload; the handler does.
-    if (unlink(upload_path_.c_str()) != 0) log::warn(log_prefix(), "could not delete upload ", upload_path_);
-}
-
-void Transaction::cancel_timers() {
-    if (flush_timer_) loop_.cancel(flush_timer_);
-    flush_timer_ = 0;
+    if (unlink(upload_path_.c_str()) != 0 && errno != ENOENT)
+        log::warn(log_prefix(), "could not delete upload ", upload_path_, ": ", strerror(errno));
+    upload_path_.clear();
 }
 
 }  // namespace m2b

@@ -54,37 +54,35 @@ UploadCheck check_upload(const Request& r, const std::string& store_template) {
     const std::string* done = r.header("x-mongrel2-upload-done");
     UploadCheck out;
     if (!start && !done) return out;
+    out.state = UploadCheck::State::Forged;
     if (!r.body.empty()) {
-        out.state = UploadCheck::State::Forged;
         out.why = "upload header on a request with an inline body";
         return out;
     }
-    bool real_looking = declares_body(r);
-    if (start && (!done || *done != *start)) {
-        // A real first message may carry a client's forged -done: only the
-        // second message overwrites it.
-        out.state = real_looking ? UploadCheck::State::Started : UploadCheck::State::Forged;
-        if (!real_looking) out.why = "upload-start on a request that declares no body";
-        return out;
-    }
     if (!start) {
-        out.state = UploadCheck::State::Forged;
         out.why = "upload-done without upload-start";
         return out;
     }
+    if (!declares_body(r)) {
+        out.why = "upload header on a request that declares no body";
+        return out;
+    }
+    // A real first message may carry a client's forged -done: only the
+    // second message overwrites it with the real path.
+    out.finished = done && *done == *start;
+    out.reported = *start;
     if (store_template.empty()) {
-        out.state = real_looking ? UploadCheck::State::Refused : UploadCheck::State::Forged;
-        out.why = "upload finished but m2bridge has no --upload-store to check its path";
+        out.state = UploadCheck::State::Refused;
+        out.why = "upload refused: m2bridge has no --upload-store to check its path";
         return out;
     }
-    std::string file = upload_path_in_store(*start, store_template);
-    if (file.empty()) {
-        out.state = UploadCheck::State::Forged;
-        out.why = "upload path outside the upload store: " + *start;
+    out.file = upload_path_in_store(*start, store_template);
+    if (out.file.empty()) {
+        out.state = UploadCheck::State::Refused;
+        out.why = "upload refused: path outside the upload store: " + *start;
         return out;
     }
-    out.state = UploadCheck::State::Done;
-    out.file = file;
+    out.state = out.finished ? UploadCheck::State::Done : UploadCheck::State::Started;
     return out;
 }
 

@@ -2,7 +2,9 @@
 // body is written to a temp file; the handler gets a message with
 // x-mongrel2-upload-start, later one with -start and -done naming the same
 // file. Clients can forge both headers, so a done message counts only when
-// start == done, the body is empty and the path fits the configured store.
+// start == done, the body is empty, a body was declared and the path fits the
+// configured store; the handler also checks that the same connection announced
+// it, and the transaction that the file is a plain file of the store's owner.
 #pragma once
 
 #include <string>
@@ -17,11 +19,13 @@ struct UploadCheck {
         Started,   // the first message of a real upload: wait for -done
         Done,      // the upload finished: `file` is the body
         Forged,    // headers a client sent: ignore them and serve normally
-        Refused,   // looks real, but no --upload-store to check it against: 413
+        Refused,   // looks real, but no --upload-store, or outside it: 413 and close
     };
     State state = State::None;
-    std::string file;  // for Done: the path m2bridge opens
-    std::string why;   // for Forged / Refused: what was wrong, for the log
+    std::string file;      // Started / Done: the path m2bridge opens
+    std::string reported;  // Started / Done / Refused: the path as Mongrel2 wrote it
+    bool finished = false; // the message carries -done == -start
+    std::string why;       // Forged / Refused: what was wrong, for the log
 };
 
 // `store_template` is the --upload-store value (canonical dir + "/" + name

@@ -51,18 +51,24 @@ TEST_CASE("upload states") {
                              kStore);
     CHECK(done.state == S::Done);
     CHECK(done.file == path);
-    // Forged: on a request with a body, done without start, a path outside the store, no declared body.
+    CHECK(done.finished);
+    CHECK(done.reported == path);
+    // Forged: on a request with a body, done without start, no declared body.
     CHECK(check_upload(with({{"x-mongrel2-upload-start", {path}}, {"x-mongrel2-upload-done", {path}}}, "abc"), kStore)
               .state == S::Forged);
     CHECK(check_upload(with({{"x-mongrel2-upload-done", {path}}}), kStore).state == S::Forged);
-    CHECK(check_upload(with({{"x-mongrel2-upload-start", {"/etc/passwd"}}, {"x-mongrel2-upload-done", {"/etc/passwd"}},
-                             {"content-length", {"100000"}}}),
-                       kStore)
-              .state == S::Forged);
+    CHECK(check_upload(with({{"x-mongrel2-upload-start", {path}}, {"x-mongrel2-upload-done", {path}}}), kStore).state ==
+          S::Forged);  // a bodiless GET naming someone's upload
     CHECK(check_upload(with({{"x-mongrel2-upload-start", {path}}}), kStore).state == S::Forged);
-    // Real-looking but nothing to check it against.
+    // Real-looking but outside the store (a template that does not match): refused at the start.
+    auto outside = check_upload(with({{"x-mongrel2-upload-start", {"/etc/passwd"}}, {"content-length", {"100000"}}}), kStore);
+    CHECK(outside.state == S::Refused);
+    CHECK_FALSE(outside.finished);
+    // Real-looking but nothing to check it against: refused at the start, and its end is recognised.
+    CHECK(check_upload(with({{"x-mongrel2-upload-start", {path}}, {"content-length", {"100000"}}}), "").state ==
+          S::Refused);
     CHECK(check_upload(with({{"x-mongrel2-upload-start", {path}}, {"x-mongrel2-upload-done", {path}},
                              {"content-length", {"100000"}}}),
                        "")
-              .state == S::Refused);
+              .finished);
 }

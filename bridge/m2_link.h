@@ -1,0 +1,19 @@
+// What the handler needs from the Mongrel2 side: a way to send a message and
+// to stop taking requests. The ZeroMQ sockets implement it; tests and the
+// handler's fuzz target put a recorder in its place.
+#pragma once
+
+#include <string_view>
+
+namespace m2b {
+
+class Mongrel2Link {
+public:
+    virtual ~Mongrel2Link() = default;
+    // One single-frame message for Mongrel2's SUB socket.
+    virtual void send(std::string_view message) = 0;
+    // Shutdown: no more requests are read; replies still go out.
+    virtual void stop_receiving() = 0;
+};
+
+}  // namespace m2b
