@@ -31,6 +31,12 @@ struct HandlerConfig {
     double send_timeout_seconds = 60;  // a reply waiting on a client that takes nothing
     double deadline_seconds = 3600;    // a request holding its backend, start to end; 0: none
     size_t buffer_size = 1024 * 1024;  // reply bytes held per request
+    // Pacing of messages to one connection without download credits: Mongrel2
+    // closes a connection with more than 16 queued and reads its SUB socket
+    // without yielding, so a few go at once and then one per interval. Not
+    // options: tests raise them.
+    double pacing_burst = 4;
+    std::chrono::milliseconds pacing_interval{10};
     bool keep_conn = false;
     std::string access_log;
     std::string log_level = "info";

@@ -16,11 +16,6 @@ namespace m2b {
 namespace {
 
 constexpr size_t kMaxHeld = 100000;
-// Mongrel2 closes a connection with more than 16 messages queued, and it reads
-// its SUB socket without yielding: without download credits, a connection gets
-// a few messages at once and then one per interval.
-constexpr double kPacingBurst = 4;
-constexpr auto kPacingInterval = std::chrono::milliseconds(10);
 // Work done per loop turn before timers, backends and Mongrel2 get their turn.
 constexpr int kAdmissionsPerTurn = 256;
 constexpr size_t kDeliveryBytesPerTurn = 4 * 1024 * 1024;
@@ -127,7 +122,7 @@ void Handler::on_request(Request request) {
     Connection& c = it->second;
     if (fresh) {
         c.window = flow_window_;
-        c.tokens = kPacingBurst;
+        c.tokens = config_.pacing_burst;
         c.refilled = Loop::now();
     }
     c.last_seen = Loop::now();
@@ -321,12 +316,12 @@ size_t Handler::send_window(uint64_t conn) {
         return c.outstanding >= limit ? 0 : static_cast<size_t>(limit - c.outstanding);
     }
     auto now = Loop::now();
-    double earned = std::chrono::duration<double>(now - c.refilled) / kPacingInterval;
-    c.tokens = std::min(kPacingBurst, c.tokens + earned);
+    double earned = std::chrono::duration<double>(now - c.refilled) / config_.pacing_interval;
+    c.tokens = std::min(config_.pacing_burst, c.tokens + earned);
     c.refilled = now;
     if (c.tokens >= 1) return SIZE_MAX;
     paced_.insert(conn);
-    if (!pacing_timer_) pacing_timer_ = loop_.after(kPacingInterval, [this] { wake_paced(); });
+    if (!pacing_timer_) pacing_timer_ = loop_.after(config_.pacing_interval, [this] { wake_paced(); });
     return 0;
 }
 

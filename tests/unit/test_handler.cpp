@@ -1,0 +1,290 @@
+// The handler's message path against a fake gateway and a recorder in place
+// of the ZeroMQ sockets: pipelining, limits, holds, deliver, restarts.
+#include <doctest/doctest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bridge/handler.h"
+
+using namespace m2b;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct Recorder : Mongrel2Link {
+    struct Reply {
+        std::vector<uint64_t> ids;
+        std::string body;
+    };
+    std::vector<Reply> replies;
+    bool receiving = true;
+
+    void send(std::string_view message) override {
+        // SENDER SP LEN ":" IDS "," SP BODY
+        size_t sp = message.find(' ');
+        size_t colon = message.find(':', sp);
+        size_t len = std::stoul(std::string(message.substr(sp + 1, colon - sp - 1)));
+        std::string ids(message.substr(colon + 1, len));
+        Reply r;
+        r.body = std::string(message.substr(colon + 1 + len + 2));
+        if (!ids.empty() && ids[0] == 'X') {
+            r.body = "X:" + r.body;
+            ids = ids.substr(1);
+        }
+        size_t pos = ids.find_first_not_of(' ');
+        while (pos != std::string::npos) {
+            size_t next = ids.find(' ', pos);
+            r.ids.push_back(std::stoull(ids.substr(pos, next - pos)));
+            pos = ids.find_first_not_of(' ', next);
+        }
+        replies.push_back(std::move(r));
+    }
+    void stop_receiving() override { receiving = false; }
+
+    // HTTP replies (not ctl messages) that reached `id`, in order.
+    std::vector<std::string> to(uint64_t id) const {
+        std::vector<std::string> out;
+        for (const auto& r : replies)
+            if (!r.body.starts_with("X:") && std::find(r.ids.begin(), r.ids.end(), id) != r.ids.end())
+                out.push_back(r.body);
+        return out;
+    }
+};
+
+struct FakeGateway : Gateway {
+    struct Live : Exchange {
+        FakeGateway& gateway;
+        ExchangeSink& sink;
+        uint64_t conn;
+        bool paused = false;
+        bool cancelled = false;
+        Live(FakeGateway& g, ExchangeSink& s, uint64_t c) : gateway(g), sink(s), conn(c) {}
+        ~Live() override { std::erase(gateway.live, this); }
+        void set_paused(bool p) override { paused = p; }
+        void cancel() override { cancelled = true; }
+        void answer(std::string_view head_and_body) {
+            sink.on_stdout(head_and_body);
+            sink.on_complete();
+        }
+    };
+    std::vector<Live*> live;
+    int started = 0;
+
+    std::unique_ptr<Exchange> start(const CgiEnv&, const BodySource&, uint64_t conn, ExchangeSink& sink) override {
+        auto e = std::make_unique<Live>(*this, sink, conn);
+        live.push_back(e.get());
+        ++started;
+        return e;
+    }
+    std::string_view describe() const override { return "fake"; }
+};
+
+std::string message(uint64_t conn, std::string_view path, std::string extra_json = "", std::string_view method = "GET") {
+    std::string headers = "{\"PATH\":\"" + std::string(path) + "\",\"METHOD\":\"" + std::string(method) + "\",\"VERSION\":\"HTTP/1.1\",\"URI\":\"" +
+                          std::string(path) + "\",\"PATTERN\":\"/\",\"host\":\"localhost\"" + extra_json + "}";
+    return "front " + std::to_string(conn) + " " + std::string(path) + " " + std::to_string(headers.size()) + ":" +
+           headers + ",0:,";
+}
+
+std::string disconnect(uint64_t conn) {
+    return "front " + std::to_string(conn) + " @* 17:{\"METHOD\":\"JSON\"},21:{\"type\":\"disconnect\"},";
+}
+
+struct Bench {
+    std::filesystem::path root;
+    HandlerConfig config;
+    Loop loop;
+    FakeGateway gateway;
+    Recorder link;
+    std::unique_ptr<Handler> handler;
+
+    explicit Bench(void (*tune)(HandlerConfig&) = nullptr) {
+        char tmpl[] = "/tmp/m2b-unit-XXXXXX";
+        root = mkdtemp(tmpl);
+        std::ofstream(root / "app.php") << "<?php";
+        config.document_root = root.string();
+        config.pacing_burst = 1e9;  // pacing is for Mongrel2's sake; here it only slows the test
+        if (tune) tune(config);
+        handler = std::make_unique<Handler>(loop, config, gateway, link);
+    }
+    ~Bench() {
+        handler.reset();
+        loop.run_posted();
+        std::filesystem::remove_all(root);
+    }
+    void feed(const std::string& m) { handler->on_message(m); }
+    void turns(int n = 5) {
+        for (int i = 0; i < n; ++i) loop.run_once(0);
+    }
+    // The exchange working for connection `conn`.
+    FakeGateway::Live* running(uint64_t conn) {
+        for (auto* e : gateway.live)
+            if (e->conn == conn && !e->cancelled) return e;
+        return nullptr;
+    }
+};
+
+constexpr std::string_view kOk = "Content-Type: text/plain\r\n\r\nok";
+
+}  // namespace
+
+TEST_CASE("twenty thousand pipelined 404s behind a slow request are answered in order, without recursion") {
+    Bench b([](HandlerConfig& c) { c.max_pipelined = 100000; });
+    b.feed(message(7, "/app.php"));
+    for (int i = 0; i < 20000; ++i) b.feed(message(7, "/missing"));
+    b.turns();
+    REQUIRE(b.running(7));
+    b.running(7)->answer(kOk);
+    for (int i = 0; i < 200 && b.link.to(7).size() < 20001; ++i) b.turns(1);
+    auto replies = b.link.to(7);
+    REQUIRE(replies.size() == 20001);
+    CHECK(replies[0].starts_with("HTTP/1.1 200 "));
+    CHECK(replies[1].starts_with("HTTP/1.1 404 "));
+    CHECK(replies[20000].starts_with("HTTP/1.1 404 "));
+    CHECK(b.handler->connections() == 0);
+}
+
+TEST_CASE("past --max-pipelined the connection gets 503 with close and later requests are dropped") {
+    Bench b([](HandlerConfig& c) { c.max_pipelined = 5; });
+    b.feed(message(3, "/app.php"));
+    for (int i = 0; i < 10; ++i) b.feed(message(3, "/missing"));
+    b.turns();
+    b.running(3)->answer(kOk);
+    b.turns(40);
+    auto replies = b.link.to(3);
+    REQUIRE(replies.size() == 8);  // 200, five 404s, 503, close
+    CHECK(replies[0].starts_with("HTTP/1.1 200 "));
+    for (int i = 1; i <= 5; ++i) CHECK(replies[i].starts_with("HTTP/1.1 404 "));
+    CHECK(replies[6].starts_with("HTTP/1.1 503 "));
+    CHECK(replies[6].find("Connection: close\r\n") != std::string::npos);
+    CHECK(replies[7].empty());
+}
+
+TEST_CASE("the backend slot is free as soon as the backend is done, whatever the client reads") {
+    Bench b([](HandlerConfig& c) {
+        c.max_requests = 1;
+        c.buffer_size = 16 * 1024;
+    });
+    // Flow-controlled: the window (2 KiB) is spent at once and no credits ever come.
+    b.feed(message(1, "/app.php", ",\"DOWNLOAD_CREDITS\":\"2048\""));
+    b.feed(message(2, "/app.php"));
+    b.turns();
+    REQUIRE(b.gateway.started == 1);
+    b.running(1)->answer("Content-Type: text/plain\r\n\r\n" + std::string(8000, 'x'));
+    b.turns();
+    CHECK(b.gateway.started == 2);  // the second client got the slot
+    CHECK(b.handler->in_flight() == 1);
+}
+
+TEST_CASE("a paused backend and a client that reads nothing release everything after the send timeout") {
+    Bench b([](HandlerConfig& c) {
+        c.max_requests = 1;
+        c.buffer_size = 16 * 1024;
+        c.send_timeout_seconds = 0.05;
+    });
+    b.feed(message(1, "/app.php", ",\"DOWNLOAD_CREDITS\":\"2048\""));
+    b.turns();
+    auto* e = b.running(1);
+    e->sink.on_stdout("Content-Type: text/plain\r\n\r\n" + std::string(40000, 'x'));
+    CHECK(e->paused);
+    auto until = Loop::now() + 150ms;
+    while (Loop::now() < until) b.loop.run_once(5);
+    CHECK(b.gateway.live.empty());  // the exchange was cancelled and destroyed
+    CHECK(b.handler->in_flight() == 0);
+    CHECK(b.handler->connections() == 0);
+    bool cancelled = false;
+    for (const auto& r : b.link.replies) cancelled |= r.body.find("6:cancel") != std::string::npos;
+    CHECK(cancelled);
+}
+
+TEST_CASE("deliver: duplicates once, never into a response in progress, held clients released") {
+    Bench b;
+    b.feed(message(5, "/app.php"));  // will hold
+    b.feed(message(6, "/app.php"));  // streams
+    b.turns();
+    REQUIRE(b.gateway.live.size() == 2);
+    b.running(5)->answer("X-Mongrel2-Deliver:\r\n\r\n");
+    auto* streaming = b.running(6);
+    streaming->sink.on_stdout("Content-Type: text/plain\r\n\r\n" + std::string(2 * 1024 * 1024, 's'));
+    b.feed(message(5, "/app.php"));  // pipelined behind the hold: must wait for the delivery
+    b.feed(message(8, "/app.php"));
+    b.turns();
+    CHECK(b.gateway.started == 3);
+    size_t six_before = b.link.to(6).size();
+    b.running(8)->answer("X-Mongrel2-Deliver: 5 6 5 8 5\r\nContent-Type: text/plain\r\n\r\nnews");
+    b.turns();
+    auto five = b.link.to(5);
+    REQUIRE(five.size() == 1);
+    CHECK(five[0].ends_with("news"));
+    CHECK(b.link.to(6).size() == six_before);  // the stream was not touched
+    CHECK(b.link.to(8).size() == 1);
+    // Now the request pipelined behind the long-poll starts.
+    CHECK(b.gateway.started == 4);
+}
+
+TEST_CASE("a held HEAD request gets the delivered head without the body") {
+    Bench b;
+    b.feed(message(9, "/app.php", "", "HEAD"));
+    b.turns();
+    REQUIRE(b.running(9));
+    b.running(9)->answer("X-Mongrel2-Deliver:\r\n\r\n");
+    b.feed(message(4, "/app.php"));
+    b.turns();
+    b.running(4)->answer("X-Mongrel2-Deliver: 9 4\r\nContent-Type: text/plain\r\n\r\nbody!");
+    b.turns();
+    auto nine = b.link.to(9);
+    REQUIRE(nine.size() == 1);
+    CHECK(nine[0].find("Content-Length: 5\r\n") != std::string::npos);
+    CHECK(nine[0].ends_with("\r\n\r\n"));
+    CHECK(b.link.to(4)[0].ends_with("body!"));
+}
+
+TEST_CASE("when Mongrel2 goes away every request of the old server is dropped") {
+    Bench b;
+    b.feed(message(3, "/app.php"));
+    b.turns();
+    auto* old = b.running(3);
+    REQUIRE(old);
+    b.handler->on_server_lost("test");
+    CHECK(old->cancelled);
+    CHECK(b.handler->connections() == 0);
+    b.turns();
+    // The new server's connection 3 is a stranger: only its own request is answered.
+    b.feed(message(3, "/app.php"));
+    b.turns();
+    REQUIRE(b.running(3));
+    b.running(3)->answer(kOk);
+    b.turns();
+    CHECK(b.link.to(3).size() == 1);
+}
+
+TEST_CASE("a disconnect cancels the connection's requests and frees the slot") {
+    Bench b([](HandlerConfig& c) { c.max_requests = 1; });
+    b.feed(message(1, "/app.php"));
+    b.feed(message(2, "/app.php"));
+    b.turns();
+    REQUIRE(b.gateway.started == 1);
+    b.feed(disconnect(1));
+    b.turns();
+    CHECK(b.gateway.started == 2);
+    CHECK(b.link.to(1).empty());
+}
+
+TEST_CASE("without credits, replies to one connection are paced") {
+    Bench b([](HandlerConfig& c) {
+        c.pacing_burst = 2;
+        c.pacing_interval = 20ms;
+    });
+    for (int i = 0; i < 6; ++i) b.feed(message(3, "/missing"));
+    b.turns();
+    CHECK(b.link.to(3).size() == 2);
+    auto until = Loop::now() + 200ms;
+    while (Loop::now() < until && b.link.to(3).size() < 6) b.loop.run_once(5);
+    CHECK(b.link.to(3).size() == 6);
+}
