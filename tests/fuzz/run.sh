@@ -15,6 +15,8 @@ mkdir -p "$OUT"
 CODEC="bridge/netstring.cpp bridge/json_headers.cpp bridge/m2_request.cpp bridge/m2_reply.cpp
   bridge/http_reply.cpp bridge/upload.cpp adapters/cgi_response.cpp adapters/cgi_env.cpp adapters/script_path.cpp
   adapters/fastcgi/record.cpp"
+# The handler's message path, for fuzz_handler only.
+CORE="bridge/loop.cpp bridge/log.cpp bridge/handler.cpp bridge/transaction.cpp bridge/reply_stream.cpp"
 FLAGS="-std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I$ROOT"
 failed=0
 # The codecs are compiled once (with fuzzer instrumentation, no main) and linked into each target.
@@ -25,9 +27,19 @@ for s in $CODEC; do
   "$CXX" $FLAGS -c "$ROOT/$s" -o "$o"
   objs="$objs $o"
 done
-for target in fuzz_m2_message fuzz_json_headers fuzz_tnetstring fuzz_fastcgi_records fuzz_cgi_response fuzz_script_path; do
+core_objs=""
+for s in $CORE; do
+  o="$OUT/$(echo "$s" | tr / _).o"
   # shellcheck disable=SC2086
-  "$CXX" $FLAGS "$HERE/$target.cpp" $objs -lsimdjson -o "$OUT/$target"
+  "$CXX" $FLAGS -c "$ROOT/$s" -o "$o"
+  core_objs="$core_objs $o"
+done
+for target in fuzz_m2_message fuzz_json_headers fuzz_tnetstring fuzz_fastcgi_records fuzz_cgi_response fuzz_script_path \
+              fuzz_handler; do
+  extra=""
+  [ "$target" = fuzz_handler ] && extra="$core_objs"
+  # shellcheck disable=SC2086
+  "$CXX" $FLAGS "$HERE/$target.cpp" $objs $extra -lsimdjson -o "$OUT/$target"
   work="$OUT/corpus-$target"
   mkdir -p "$work"
   cp "$HERE/corpus/$target/"* "$work/" 2>/dev/null || true

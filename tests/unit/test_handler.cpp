@@ -11,79 +11,13 @@
 #include <vector>
 
 #include "bridge/handler.h"
+#include "tests/support/fakes.h"
 
 using namespace m2b;
+using namespace m2b::testing;
 using namespace std::chrono_literals;
 
 namespace {
-
-struct Recorder : Mongrel2Link {
-    struct Reply {
-        std::vector<uint64_t> ids;
-        std::string body;
-    };
-    std::vector<Reply> replies;
-    bool receiving = true;
-
-    void send(std::string_view message) override {
-        // SENDER SP LEN ":" IDS "," SP BODY
-        size_t sp = message.find(' ');
-        size_t colon = message.find(':', sp);
-        size_t len = std::stoul(std::string(message.substr(sp + 1, colon - sp - 1)));
-        std::string ids(message.substr(colon + 1, len));
-        Reply r;
-        r.body = std::string(message.substr(colon + 1 + len + 2));
-        if (!ids.empty() && ids[0] == 'X') {
-            r.body = "X:" + r.body;
-            ids = ids.substr(1);
-        }
-        size_t pos = ids.find_first_not_of(' ');
-        while (pos != std::string::npos) {
-            size_t next = ids.find(' ', pos);
-            r.ids.push_back(std::stoull(ids.substr(pos, next - pos)));
-            pos = ids.find_first_not_of(' ', next);
-        }
-        replies.push_back(std::move(r));
-    }
-    void stop_receiving() override { receiving = false; }
-
-    // HTTP replies (not ctl messages) that reached `id`, in order.
-    std::vector<std::string> to(uint64_t id) const {
-        std::vector<std::string> out;
-        for (const auto& r : replies)
-            if (!r.body.starts_with("X:") && std::find(r.ids.begin(), r.ids.end(), id) != r.ids.end())
-                out.push_back(r.body);
-        return out;
-    }
-};
-
-struct FakeGateway : Gateway {
-    struct Live : Exchange {
-        FakeGateway& gateway;
-        ExchangeSink& sink;
-        uint64_t conn;
-        bool paused = false;
-        bool cancelled = false;
-        Live(FakeGateway& g, ExchangeSink& s, uint64_t c) : gateway(g), sink(s), conn(c) {}
-        ~Live() override { std::erase(gateway.live, this); }
-        void set_paused(bool p) override { paused = p; }
-        void cancel() override { cancelled = true; }
-        void answer(std::string_view head_and_body) {
-            sink.on_stdout(head_and_body);
-            sink.on_complete();
-        }
-    };
-    std::vector<Live*> live;
-    int started = 0;
-
-    std::unique_ptr<Exchange> start(const CgiEnv&, const BodySource&, uint64_t conn, ExchangeSink& sink) override {
-        auto e = std::make_unique<Live>(*this, sink, conn);
-        live.push_back(e.get());
-        ++started;
-        return e;
-    }
-    std::string_view describe() const override { return "fake"; }
-};
 
 std::string message(uint64_t conn, std::string_view path, std::string extra_json = "", std::string_view method = "GET") {
     std::string headers = "{\"PATH\":\"" + std::string(path) + "\",\"METHOD\":\"" + std::string(method) + "\",\"VERSION\":\"HTTP/1.1\",\"URI\":\"" +
@@ -122,12 +56,7 @@ struct Bench {
     void turns(int n = 5) {
         for (int i = 0; i < n; ++i) loop.run_once(0);
     }
-    // The exchange working for connection `conn`.
-    FakeGateway::Live* running(uint64_t conn) {
-        for (auto* e : gateway.live)
-            if (e->conn == conn && !e->cancelled) return e;
-        return nullptr;
-    }
+    FakeGateway::Live* running(uint64_t conn) { return gateway.running(conn); }
 };
 
 constexpr std::string_view kOk = "Content-Type: text/plain\r\n\r\nok";
