@@ -44,7 +44,12 @@ void add_common(CLI::App* app, HandlerConfig& c) {
         ->check(CLI::Range(0.01, kMaxSeconds));
     app->add_option("--deadline", c.deadline_seconds,
                     "seconds a request may hold its backend, start to end (0: no limit)")
-        ->check(CLI::Range(0.0, kMaxSeconds));
+        ->check(CLI::Validator(
+            [](std::string& v) {
+                double d = std::strtod(v.c_str(), nullptr);
+                return d == 0 || (d >= 0.01 && d <= kMaxSeconds) ? std::string() : "0, or 0.01 to 604800";
+            },
+            "0 or 0.01-604800"));
     app->add_option("--send-timeout", c.send_timeout_seconds,
                     "seconds a reply may wait for a client that takes no bytes; then the connection is closed")
         ->check(CLI::Range(0.1, kMaxSeconds));

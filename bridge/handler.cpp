@@ -51,6 +51,7 @@ Handler::Handler(Loop& loop, const HandlerConfig& config, Gateway& gateway, Mong
 
 Handler::~Handler() {
     loop_.cancel(keepalive_timer_);
+    if (shutdown_timer_) loop_.cancel(shutdown_timer_);
     if (pacing_timer_) loop_.cancel(pacing_timer_);
     for (auto& [id, c] : conns_)
         for (auto& t : c.queue) t->cancel();
@@ -516,6 +517,7 @@ void Handler::access_log(const Transaction& t) {
 void Handler::shutdown(std::function<void()> done) {
     on_drained_ = std::move(done);
     link_.stop_receiving();
+    drop_stalled_replies();
     check_shutdown();
 }
 
@@ -523,9 +525,26 @@ void Handler::check_shutdown() {
     if (!on_drained_) return;
     for (const auto& [id, c] : conns_)
         if (!c.queue.empty()) return;
+    if (shutdown_timer_) loop_.cancel(shutdown_timer_);
+    shutdown_timer_ = 0;
     auto done = std::move(on_drained_);
     on_drained_ = nullptr;
     done();
+}
+
+// While stopping, backends get the grace time to finish, but a client that has
+// taken nothing for a second does not hold the stop: its reply is given up.
+void Handler::drop_stalled_replies() {
+    shutdown_timer_ = 0;
+    std::vector<Transaction*> stalled;
+    for (auto& [id, c] : conns_)
+        if (!c.queue.empty() && c.queue.front()->stalled_for() > std::chrono::seconds(1))
+            stalled.push_back(c.queue.front().get());
+    for (Transaction* t : stalled) {
+        log::warn("conn=", t->conn_id(), " stopping: client takes no bytes; closing its connection");
+        abandon(*t);
+    }
+    shutdown_timer_ = loop_.after(std::chrono::milliseconds(250), [this] { drop_stalled_replies(); });
 }
 
 }  // namespace m2b

@@ -93,6 +93,7 @@ private:
     void wake_paced();
     void keepalive_tick();
     void check_shutdown();
+    void drop_stalled_replies();
     void dispose(std::unique_ptr<Transaction> t);
 
     Loop& loop_;
@@ -113,6 +114,7 @@ private:
     bool deliveries_posted_ = false;
     Loop::TimerId pacing_timer_ = 0;
     Loop::TimerId keepalive_timer_ = 0;
+    Loop::TimerId shutdown_timer_ = 0;
     std::function<void()> on_drained_;
     FILE* access_log_ = nullptr;
     std::shared_ptr<const char> alive_ = std::make_shared<const char>(0);  // guards posted tasks

@@ -86,6 +86,10 @@ public:
     uint64_t bytes_sent() const { return bytes_sent_; }
     uint64_t body_received() const { return body_received_; }
     size_t buffered() const { return pending_.size() + (outbox_.size() - outbox_pos_); }
+    // How long the connection has taken nothing while bytes wait (zero if none wait).
+    Loop::Clock::duration stalled_for() const {
+        return stall_timer_ ? Loop::now() - last_progress_ : Loop::Clock::duration::zero();
+    }
 
 private:
     void start_streaming();

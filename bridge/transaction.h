@@ -88,6 +88,7 @@ public:
     const ReplyContext& reply_context() const { return reply_ctx_; }
     int status() const { return status_; }
     uint64_t bytes_sent() const { return stream_.bytes_sent() + delivered_bytes_; }
+    Loop::Clock::duration stalled_for() const { return stream_.stalled_for(); }
     double elapsed_ms() const;
 
     // ExchangeSink
