@@ -544,7 +544,7 @@ void Handler::drop_stalled_replies() {
         log::warn("conn=", t->conn_id(), " stopping: client takes no bytes; closing its connection");
         abandon(*t);
     }
-    shutdown_timer_ = loop_.after(std::chrono::milliseconds(250), [this] { drop_stalled_replies(); });
+    if (on_drained_) shutdown_timer_ = loop_.after(std::chrono::milliseconds(250), [this] { drop_stalled_replies(); });
 }
 
 }  // namespace m2b
