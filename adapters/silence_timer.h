@@ -1,6 +1,9 @@
 // The backend timeout of product.md: how long a backend may stay silent
 // (connect, then between bytes) before the request fails with 504. Time spent
 // paused, while the client side drains, is not the backend's silence.
+// Only progress counts: response bytes and request-body bytes the backend
+// took. Its stderr and FastCGI management records do not, or a backend that
+// drips one stderr byte a second would hold its slot forever.
 #pragma once
 
 #include <chrono>
@@ -22,7 +25,7 @@ public:
         last_activity_ = Loop::now();
         arm();
     }
-    void activity() { last_activity_ = Loop::now(); }
+    void activity() { last_activity_ = Loop::now(); }  // progress, as above
     void set_paused(bool paused) {
         paused_ = paused;
         last_activity_ = Loop::now();

@@ -1,5 +1,6 @@
 #include "bridge/loop.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -9,6 +10,17 @@
 #include <unistd.h>
 
 namespace m2b {
+
+namespace {
+
+// epoll_data carries the fd and the generation of its watch, so an event
+// fetched for a descriptor that was closed and reused (and watched again)
+// within the same turn is recognised as stale and dropped.
+uint64_t event_key(uint32_t generation, int fd) {
+    return (static_cast<uint64_t>(generation) << 32) | static_cast<uint32_t>(fd);
+}
+
+}  // namespace
 
 Loop::Loop() {
     epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
@@ -20,35 +32,51 @@ Loop::~Loop() {
     close(epoll_fd_);
 }
 
-void Loop::watch(int fd, uint32_t events, FdCallback callback) {
+// Invariant: a watch is registered with epoll exactly when its mask is non-zero.
+bool Loop::watch(int fd, uint32_t events, FdCallback callback) {
+    auto it = watches_.find(fd);
+    bool registered = it != watches_.end() && it->second->events != 0;
+    uint32_t generation = next_generation_++;
+    if (events != 0) {
+        epoll_event ev{};
+        ev.events = events;
+        ev.data.u64 = event_key(generation, fd);
+        int rc = epoll_ctl(epoll_fd_, registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev);
+        // The old descriptor was closed without unwatch(), so epoll forgot it.
+        if (rc != 0 && registered && errno == ENOENT) rc = epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev);
+        if (rc != 0) return false;  // errno says why; the old watch, if any, stays
+    } else if (registered) {
+        epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+    }
     auto w = std::make_shared<Watch>();
     w->callback = std::move(callback);
     w->events = events;
-    epoll_event ev{};
-    ev.events = events;
-    ev.data.fd = fd;
-    bool existed = watches_.count(fd) > 0;
-    if (epoll_ctl(epoll_fd_, existed ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) != 0)
-        throw std::runtime_error(std::string("epoll_ctl: ") + strerror(errno));
+    w->generation = generation;
     watches_[fd] = std::move(w);
+    return true;
 }
 
-void Loop::set_events(int fd, uint32_t events) {
+bool Loop::set_events(int fd, uint32_t events) {
     auto it = watches_.find(fd);
-    if (it == watches_.end() || it->second->events == events) return;
-    it->second->events = events;
-    epoll_event ev{};
-    ev.events = events;
-    ev.data.fd = fd;
-    epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
+    if (it == watches_.end() || it->second->events == events) return true;
+    Watch& w = *it->second;
+    if (events == 0) {
+        epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+    } else {
+        epoll_event ev{};
+        ev.events = events;
+        ev.data.u64 = event_key(w.generation, fd);
+        if (epoll_ctl(epoll_fd_, w.events != 0 ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev) != 0) return false;
+    }
+    w.events = events;
+    return true;
 }
 
 void Loop::unwatch(int fd) {
     auto it = watches_.find(fd);
     if (it == watches_.end()) return;
-    epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
-    it->second->callback = nullptr;  // a pending event for it in this turn is skipped
-    watches_.erase(it);
+    if (it->second->events != 0) epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+    watches_.erase(it);  // a pending event for it in this turn finds no watch and is skipped
 }
 
 Loop::TimerId Loop::after(std::chrono::milliseconds delay, std::function<void()> callback) {
@@ -76,7 +104,9 @@ void Loop::on_signal(int signo, std::function<void()> callback) {
     bool fresh = signal_fd_ < 0;
     signal_fd_ = signalfd(signal_fd_, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
     if (signal_fd_ < 0) throw std::runtime_error(std::string("signalfd: ") + strerror(errno));
-    if (fresh) watch(signal_fd_, EPOLLIN, [this](uint32_t) { read_signals(); });
+    // Only at start-up: failing here stops the daemon before it serves anything.
+    if (fresh && !watch(signal_fd_, EPOLLIN, [this](uint32_t) { read_signals(); }))
+        throw std::runtime_error(std::string("epoll_ctl(signalfd): ") + strerror(errno));
 }
 
 void Loop::read_signals() {
@@ -87,12 +117,12 @@ void Loop::read_signals() {
     }
 }
 
-int Loop::next_timeout_ms() const {
+int Loop::next_timeout_ms(int limit) const {
     if (!posted_.empty()) return 0;
-    if (timer_order_.empty()) return 1000;
+    if (timer_order_.empty()) return limit;
     auto delta = std::chrono::duration_cast<std::chrono::milliseconds>(timer_order_.begin()->first - now()).count();
     if (delta <= 0) return 0;
-    return static_cast<int>(std::min<long>(delta + 1, 1000));  // +1: never wake just before the deadline
+    return static_cast<int>(std::min<long>(delta + 1, limit));  // +1: never wake just before the deadline
 }
 
 void Loop::run_timers() {
@@ -110,24 +140,31 @@ void Loop::run_timers() {
     }
 }
 
+void Loop::dispatch(uint64_t key, uint32_t events) {
+    int fd = static_cast<int>(static_cast<uint32_t>(key));
+    auto it = watches_.find(fd);
+    if (it == watches_.end()) return;  // unwatched earlier in this turn
+    auto w = it->second;                // keeps the watch alive if its callback unwatches it
+    // A different watch now (the fd was closed and reused), or paused earlier in this turn.
+    if (w->generation != static_cast<uint32_t>(key >> 32) || w->events == 0 || !w->callback) return;
+    w->callback(events);
+}
+
+void Loop::run_once(int timeout_ms) {
+    epoll_event events[256];
+    int n = epoll_wait(epoll_fd_, events, 256, next_timeout_ms(std::max(timeout_ms, 0)));
+    if (n < 0 && errno != EINTR) throw std::runtime_error(std::string("epoll_wait: ") + strerror(errno));
+    for (int i = 0; i < n; ++i) dispatch(events[i].data.u64, events[i].events);
+    run_timers();
+    // Tasks posted while running posted tasks wait for the next turn.
+    auto tasks = std::move(posted_);
+    posted_.clear();
+    for (auto& task : tasks) task();
+}
+
 void Loop::run() {
     running_ = true;
-    epoll_event events[256];
-    while (running_) {
-        int n = epoll_wait(epoll_fd_, events, 256, next_timeout_ms());
-        if (n < 0 && errno != EINTR) throw std::runtime_error(std::string("epoll_wait: ") + strerror(errno));
-        for (int i = 0; i < n; ++i) {
-            auto it = watches_.find(events[i].data.fd);
-            if (it == watches_.end()) continue;
-            auto w = it->second;  // keeps the watch alive if its callback unwatches it
-            if (w->callback) w->callback(events[i].events);
-        }
-        run_timers();
-        // Tasks posted while running posted tasks wait for the next turn.
-        auto tasks = std::move(posted_);
-        posted_.clear();
-        for (auto& task : tasks) task();
-    }
+    while (running_) run_once(1000);
 }
 
 void Loop::run_posted() {

@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace m2b {
@@ -24,9 +25,14 @@ public:
     Loop(const Loop&) = delete;
     Loop& operator=(const Loop&) = delete;
 
-    // Adds or replaces the watch on `fd` (EPOLLIN / EPOLLOUT / ...).
-    void watch(int fd, uint32_t events, FdCallback callback);
-    void set_events(int fd, uint32_t events);
+    // Adds or replaces the watch on `fd` (EPOLLIN / EPOLLOUT / ...). False with
+    // errno set when epoll refuses it (ENOMEM, ENOSPC at max_user_watches, EPERM
+    // for a regular file): the caller fails its one request, the daemon lives on.
+    [[nodiscard]] bool watch(int fd, uint32_t events, FdCallback callback);
+    // A mask of 0 takes the fd out of epoll (EPOLLHUP and EPOLLERR cannot be
+    // masked and would wake every turn) but keeps the watch; a non-zero mask
+    // puts it back. False with errno set if epoll refuses.
+    bool set_events(int fd, uint32_t events);
     // Safe to call from inside any callback, for any fd.
     void unwatch(int fd);
 
@@ -37,10 +43,22 @@ public:
     // inside the current callback (destroying the object that called it).
     void post(std::function<void()> task);
 
+    // Destroys `owner` (a unique_ptr or shared_ptr) on the next turn: for an
+    // object whose callback is still on the stack.
+    template <typename Ptr>
+    void dispose_later(Ptr owner) {
+        if (!owner) return;
+        // std::function needs a copyable callable: a unique_ptr becomes a shared_ptr.
+        post([dead = std::shared_ptr<typename Ptr::element_type>(std::move(owner))] {});
+    }
+
     // Delivers these signals through the loop instead of asynchronously.
     void on_signal(int signo, std::function<void()> callback);
 
-    void run();   // until stop()
+    void run();  // until stop()
+    // One turn: waits up to `timeout_ms` (less if a timer or task is due), runs
+    // the ready callbacks, the due timers and the posted tasks.
+    void run_once(int timeout_ms);
     void stop() { running_ = false; }
     // Runs what is still posted (deferred destructions) while their owners are alive.
     void run_posted();
@@ -51,15 +69,19 @@ private:
     struct Watch {
         FdCallback callback;
         uint32_t events = 0;
+        uint32_t generation = 0;  // in epoll_data next to the fd
+        bool in_epoll = false;
     };
+    void dispatch(uint64_t data, uint32_t events);
     void run_timers();
     void read_signals();
-    int next_timeout_ms() const;
+    int next_timeout_ms(int limit) const;
 
     int epoll_fd_ = -1;
     int signal_fd_ = -1;
     bool running_ = false;
     std::unordered_map<int, std::shared_ptr<Watch>> watches_;
+    uint32_t next_generation_ = 1;
     std::multimap<Clock::time_point, TimerId> timer_order_;
     std::unordered_map<TimerId, std::pair<std::multimap<Clock::time_point, TimerId>::iterator, std::function<void()>>> timers_;
     TimerId next_timer_id_ = 1;

@@ -1,15 +1,18 @@
 #include "adapters/cgi/runner.h"
 
-#include "adapters/life_token.h"
 #include "adapters/silence_timer.h"
+#include "bridge/log.h"
 
 #include <cerrno>
 #include <csignal>
 #include <cstring>
 #include <fcntl.h>
+#include <linux/sched.h>  // clone_args, CLONE_INTO_CGROUP
 #include <spawn.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -39,6 +42,93 @@ void close_fd(int& fd) {
     fd = -1;
 }
 
+// What a script starts with: the program, argv, environment, working
+// directory, and the pipe ends that become its 0, 1 and 2. In a process group
+// (a session) of its own, the signal mask empty and every signal at its
+// default (m2bridge ignores SIGPIPE; scripts must not), nothing else open.
+struct Launch {
+    const char* path;
+    char* const* argv;
+    char* const* envp;
+    const char* dir;
+    int stdio[3];
+};
+
+// posix_spawn: glibc uses clone(CLONE_VM|CLONE_VFORK), no copy of the daemon.
+// Returns 0 or an errno.
+int spawn(const Launch& l, pid_t& pid) {
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    for (int i = 0; i < 3; ++i) posix_spawn_file_actions_adddup2(&actions, l.stdio[i], i);
+    posix_spawn_file_actions_addclosefrom_np(&actions, 3);
+    posix_spawn_file_actions_addchdir_np(&actions, l.dir);
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &all);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    int rc = posix_spawn(&pid, l.path, &actions, &attr, l.argv, l.envp);
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attr);
+    return rc;
+}
+
+// The child's side of clone_into: a copy of a process with other threads
+// (ZeroMQ's), so only system calls until execve, no allocation. Returns the
+// errno when it fails.
+int exec_in_child(const Launch& l) {
+    if (setsid() < 0) return errno;
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    for (int signo = 1; signo < NSIG; ++signo) sigaction(signo, &dfl, nullptr);
+    for (int i = 0; i < 3; ++i) {
+        if (l.stdio[i] == i) fcntl(i, F_SETFD, 0);  // already in place: keep it open across exec
+        else if (dup2(l.stdio[i], i) < 0) return errno;
+    }
+    close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);  // closed by execve: the report pipe stays until then
+    if (chdir(l.dir) != 0) return errno;
+    execve(l.path, l.argv, l.envp);
+    return errno;
+}
+
+// Starts the script inside `cgroup` from its first instruction: a child it
+// forks at once is in the cgroup too. (posix_spawn and then moving the pid
+// lets such a child escape, and the move blocks for milliseconds.) clone3
+// without CLONE_VM copies m2bridge's page tables, which posix_spawn avoids;
+// CLONE_VFORK returns once execve has happened or failed. Returns 0 or an errno.
+int clone_into(const std::string& cgroup, const Launch& l, pid_t& pid) {
+    int dir = ::open(cgroup.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int report[2];  // the child's errno if execve fails; closed by a successful one
+    if (dir < 0 || pipe2(report, O_CLOEXEC) != 0) {
+        int error = errno;
+        if (dir >= 0) ::close(dir);
+        return error;
+    }
+    clone_args args{};
+    args.flags = CLONE_VFORK | CLONE_INTO_CGROUP;
+    args.exit_signal = SIGCHLD;
+    args.cgroup = static_cast<uint64_t>(dir);
+    long child = syscall(SYS_clone3, &args, sizeof args);
+    if (child == 0) {
+        int error = exec_in_child(l);
+        (void)!::write(report[1], &error, sizeof error);
+        _exit(127);
+    }
+    int error = child < 0 ? errno : 0;
+    ::close(report[1]);
+    ::close(dir);
+    if (child > 0 && ::read(report[0], &error, sizeof error) != static_cast<ssize_t>(sizeof error)) error = 0;
+    ::close(report[0]);
+    if (error == 0) pid = static_cast<pid_t>(child);
+    return error;  // a child that failed is reaped with the others
+}
+
 class CgiExchange final : public Exchange {
 public:
     CgiExchange(CgiGateway& gateway, const CgiEnv& env, const BodySource& body, ExchangeSink& sink)
@@ -51,8 +141,9 @@ public:
         close_all();
         if (pid_ > 0) {
             gateway_.forget(pid_);
-            if (!exited_) gateway_.kill_group(pid_);
+            if (!exited_) gateway_.kill_group(pid_, cgroup_);
         }
+        gateway_.cgroups().release(cgroup_);
     }
 
     void begin() {
@@ -64,13 +155,28 @@ public:
             return;
         }
         Pipe in, out, err;
+        auto close_theirs = [&] {
+            for (Pipe* p : {&in, &out, &err}) close_fd(p->theirs);
+        };
         if (!make_pipe(in, true) || !make_pipe(out, false) || !make_pipe(err, false)) {
             int e = errno;
-            for (Pipe* p : {&in, &out, &err}) {
-                close_fd(p->ours);
-                close_fd(p->theirs);
-            }
+            close_theirs();
+            for (Pipe* p : {&in, &out, &err}) close_fd(p->ours);
             fail_later(BackendFailure::Overloaded, std::string("pipe: ") + strerror(e));
+            return;
+        }
+        stdin_ = in.ours;
+        stdout_ = out.ours;
+        stderr_ = err.ours;
+        // Watched before the spawn: if epoll refuses (no memory, max_user_watches),
+        // no process has started and this one request fails.
+        if (!loop_.watch(stdout_, EPOLLIN, [this](uint32_t) { read_stdout(); }) ||
+            !loop_.watch(stderr_, EPOLLIN, [this](uint32_t) { read_stderr(); }) ||
+            !loop_.watch(stdin_, EPOLLOUT, [this](uint32_t) { write_body(); })) {
+            int e = errno;
+            close_theirs();
+            close_all();
+            fail_later(BackendFailure::Overloaded, std::string("cannot watch descriptor: ") + strerror(e));
             return;
         }
         std::string dir = script.substr(0, script.rfind('/'));
@@ -89,31 +195,11 @@ public:
         // argv is the script alone: never words from the query string (CVE-2012-1823).
         std::vector<char*> argv{script.data(), nullptr};
 
-        posix_spawn_file_actions_t actions;
-        posix_spawn_file_actions_init(&actions);
-        posix_spawn_file_actions_adddup2(&actions, in.theirs, 0);
-        posix_spawn_file_actions_adddup2(&actions, out.theirs, 1);
-        posix_spawn_file_actions_adddup2(&actions, err.theirs, 2);
-        posix_spawn_file_actions_addclosefrom_np(&actions, 3);
-        posix_spawn_file_actions_addchdir_np(&actions, dir.c_str());
-        posix_spawnattr_t attr;
-        posix_spawnattr_init(&attr);
-        sigset_t none, all;
-        sigemptyset(&none);
-        sigfillset(&all);
-        posix_spawnattr_setsigmask(&attr, &none);
-        posix_spawnattr_setsigdefault(&attr, &all);  // m2bridge ignores SIGPIPE; scripts must not
-        posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+        Launch launch{script.c_str(), argv.data(), envp.data(), dir.c_str(), {in.theirs, out.theirs, err.theirs}};
+        cgroup_ = gateway_.cgroups().create();
         pid_t pid = -1;
-        int rc = posix_spawn(&pid, script.c_str(), &actions, &attr, argv.data(), envp.data());
-        posix_spawn_file_actions_destroy(&actions);
-        posix_spawnattr_destroy(&attr);
-        close_fd(in.theirs);
-        close_fd(out.theirs);
-        close_fd(err.theirs);
-        stdin_ = in.ours;
-        stdout_ = out.ours;
-        stderr_ = err.ours;
+        int rc = cgroup_.empty() ? spawn(launch, pid) : clone_into(cgroup_, launch, pid);
+        close_theirs();
         if (rc != 0) {
             close_all();
             BackendFailure kind = rc == EAGAIN ? BackendFailure::Overloaded : BackendFailure::Unavailable;
@@ -122,9 +208,6 @@ public:
         }
         pid_ = pid;
         gateway_.on_exit(pid_, life_.guard([this](int status) { on_child_exit(status); }));
-        loop_.watch(stdout_, EPOLLIN, [this](uint32_t) { read_from(stdout_, true); });
-        loop_.watch(stderr_, EPOLLIN, [this](uint32_t) { read_from(stderr_, false); });
-        loop_.watch(stdin_, EPOLLOUT, [this](uint32_t) { write_body(); });
         silence_.start();
     }
 
@@ -132,8 +215,12 @@ public:
         if (paused_ == paused || done_) return;
         paused_ = paused;
         silence_.set_paused(paused);
-        if (stdout_ >= 0) loop_.set_events(stdout_, paused ? 0u : static_cast<uint32_t>(EPOLLIN));
-        if (!paused && exited_) loop_.post(life_.guard([this] { finish_after_exit(); }));
+        if (stdout_ >= 0 && !loop_.set_events(stdout_, paused ? 0u : static_cast<uint32_t>(EPOLLIN))) {
+            fail_later(BackendFailure::Overloaded, std::string("cannot watch descriptor: ") + strerror(errno));
+            return;
+        }
+        // After the exit no wake-up may come (the pipe can be empty but held open).
+        if (!paused && exited_) loop_.post(life_.guard([this] { read_stdout(); }));
     }
 
     void cancel() override {
@@ -156,12 +243,12 @@ private:
                     chunk_.resize(static_cast<size_t>(std::min<uint64_t>(256 * 1024, body_.length - body_offset_)));
                     ssize_t n = pread(body_.file_fd, chunk_.data(), chunk_.size(), static_cast<off_t>(body_offset_));
                     if (n <= 0) {
-                        chunk_.clear();
-                        body_offset_ = body_.length;  // the file shrank: end the body here
-                    } else {
-                        chunk_.resize(static_cast<size_t>(n));
-                        body_offset_ += static_cast<uint64_t>(n);
+                        // A truncated body must not pass for a whole one (FastCGI fails the same way).
+                        fail(BackendFailure::Unavailable, "upload file shorter than its size");
+                        return;
                     }
+                    chunk_.resize(static_cast<size_t>(n));
+                    body_offset_ += static_cast<uint64_t>(n);
                 }
                 if (chunk_.empty()) {
                     // Exactly CONTENT_LENGTH bytes, then EOF.
@@ -179,68 +266,72 @@ private:
                 return;
             }
             chunk_pos_ += static_cast<size_t>(n);
-            silence_.activity();
+            silence_.activity();  // body bytes the script took
         }
     }
 
-    // Returns false at EOF or error.
-    bool read_from(int& fd, bool is_stdout) {
-        if (done_ || fd < 0) return false;
+    // Response bytes. After the script's exit, only the `stdout_left_` bytes
+    // that were in the pipe at that moment still belong to the response.
+    void read_stdout() {
         char buf[kReadChunk];
         for (int i = 0; i < kReadsPerWakeup; ++i) {
-            ssize_t n = ::read(fd, buf, sizeof buf);
-            if (n < 0) {
-                if (errno == EAGAIN || errno == EINTR) return true;
-                n = 0;
+            if (done_ || paused_ || stdout_ < 0) return;
+            if (exited_ && stdout_left_ == 0) {
+                end_after_exit();
+                return;
             }
-            if (n == 0) {
-                loop_.unwatch(fd);
-                close_fd(fd);
-                if (is_stdout) complete();  // end of response = EOF on stdout
-                return false;
+            size_t want = exited_ ? std::min(sizeof buf, stdout_left_) : sizeof buf;
+            ssize_t n = ::read(stdout_, buf, want);
+            if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+            if (n <= 0) {
+                complete();  // end of response = EOF on stdout
+                return;
             }
-            silence_.activity();
-            std::string_view bytes(buf, static_cast<size_t>(n));
-            if (is_stdout)
-                sink_.on_stdout(bytes);
-            else
-                sink_.on_stderr(bytes);
-            if (done_) return false;
-            if (is_stdout && paused_) return true;
+            if (exited_) stdout_left_ -= static_cast<size_t>(n);
+            silence_.activity();  // only response bytes count as the script's progress
+            sink_.on_stdout(std::string_view(buf, static_cast<size_t>(n)));
         }
-        return true;
+        // The last read may have taken the last byte: end now, no wake-up may come.
+        if (!done_ && !paused_ && stdout_ >= 0 && exited_ && stdout_left_ == 0) end_after_exit();
     }
 
+    // Logged only: a script that talks to stderr is not making progress.
+    void read_stderr() {
+        char buf[kReadChunk];
+        for (int i = 0; i < kReadsPerWakeup && !done_ && stderr_ >= 0; ++i) {
+            ssize_t n = ::read(stderr_, buf, sizeof buf);
+            if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+            if (n <= 0) {
+                loop_.unwatch(stderr_);
+                close_fd(stderr_);
+                return;
+            }
+            sink_.on_stderr(std::string_view(buf, static_cast<size_t>(n)));
+        }
+    }
+
+    // The script has exited: what it wrote is what is in the pipe now. That
+    // much more is read through read_stdout (bounded per wake-up, paused
+    // like any output); then the response ends, even if a background child
+    // still holds stdout open and keeps writing.
     void on_child_exit(int status) {
         exited_ = true;
         exit_status_ = status;
         gateway_.forget(pid_);
-        finish_after_exit();
+        if (done_) return;
+        int pending = 0;
+        if (stdout_ >= 0 && ioctl(stdout_, FIONREAD, &pending) != 0) pending = 0;
+        stdout_left_ = static_cast<size_t>(std::max(pending, 0));
+        read_stderr();
+        read_stdout();
     }
 
-    // The script has exited: everything it wrote is in the pipes. Read it and
-    // end the response, even if a background child still holds stdout open.
-    void finish_after_exit() {
-        if (done_) return;
-        if (stderr_ >= 0) read_from(stderr_, false);
-        // Drain stdout until it would block (or EOF completes the exchange).
-        while (!done_ && stdout_ >= 0 && !paused_) {
-            char buf[kReadChunk];
-            ssize_t n = ::read(stdout_, buf, sizeof buf);
-            if (n > 0) {
-                sink_.on_stdout(std::string_view(buf, static_cast<size_t>(n)));
-                continue;
-            }
-            if (n < 0 && errno == EINTR) continue;
-            if (n < 0 && errno == EAGAIN) {
-                // A background process kept stdout open: the response ends with the script.
-                gateway_.kill_group(pid_);
-            }
-            loop_.unwatch(stdout_);
-            close_fd(stdout_);
-            complete();
-            return;
-        }
+    void end_after_exit() {
+        // EOF: nobody else holds stdout. Otherwise a background process does;
+        // its output is not the script's, and its group is killed.
+        char probe;
+        if (::read(stdout_, &probe, 1) != 0) gateway_.kill_group(pid_, cgroup_);
+        complete();
     }
 
     void complete() {
@@ -256,7 +347,7 @@ private:
         done_ = true;
         silence_.stop();
         close_all();
-        if (pid_ > 0 && !exited_) gateway_.kill_group(pid_);
+        if (pid_ > 0 && !exited_) gateway_.kill_group(pid_, cgroup_);
         sink_.on_failure(kind, why);
     }
 
@@ -281,8 +372,10 @@ private:
     SilenceTimer silence_;
 
     pid_t pid_ = -1;
+    std::string cgroup_;  // "" when scripts are not confined to cgroups
     bool exited_ = false;
     int exit_status_ = 0;
+    size_t stdout_left_ = 0;  // after the exit: bytes still in the pipe
     int stdin_ = -1, stdout_ = -1, stderr_ = -1;
     bool paused_ = false;
     bool done_ = false;
@@ -297,6 +390,11 @@ CgiGateway::CgiGateway(Loop& loop, CgiOptions options) : loop_(loop), options_(s
     // Orphaned grandchildren of scripts become ours, so they are reaped too.
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     loop_.on_signal(SIGCHLD, [this] { reap(); });
+    if (cgroups_.enabled())
+        log::info("scripts confined to cgroup ", cgroups_.path());
+    else
+        log::info("scripts not confined to a cgroup: ", cgroups_.why_not(),
+                  "; grandchildren that call setsid() can outlive their request");
 }
 
 CgiGateway::~CgiGateway() {
@@ -312,9 +410,13 @@ void CgiGateway::forget(pid_t pid) {
     if (it != children_.end()) it->second = nullptr;  // still reaped, nobody told
 }
 
-void CgiGateway::kill_group(pid_t pgid) {
-    if (::kill(-pgid, SIGTERM) != 0) return;  // the whole group is gone already
-    loop_.after(options_.kill_grace, [pgid] { ::kill(-pgid, SIGKILL); });
+void CgiGateway::kill_group(pid_t pgid, const std::string& cgroup) {
+    // Without a cgroup, a group that is gone already leaves nothing to reach.
+    if (::kill(-pgid, SIGTERM) != 0 && cgroup.empty()) return;
+    loop_.after(options_.kill_grace, life_.guard([this, pgid, cgroup] {
+        ::kill(-pgid, SIGKILL);
+        cgroups_.kill(cgroup);  // also what left the group with setsid()
+    }));
 }
 
 void CgiGateway::reap() {
@@ -327,6 +429,7 @@ void CgiGateway::reap() {
         children_.erase(it);
         if (callback) callback(status);
     }
+    cgroups_.sweep();  // a released request cgroup may be empty now
 }
 
 std::unique_ptr<Exchange> CgiGateway::start(const CgiEnv& env, const BodySource& body, uint64_t, ExchangeSink& sink) {

@@ -1,6 +1,7 @@
-// CGI programs, one process per request (RFC 3875): posix_spawn into a
-// process group of its own, request environment only, body on stdin,
-// response from stdout, stderr to the log; all pipes non-blocking on the loop.
+// CGI programs, one process per request (RFC 3875): started in a process
+// group of its own (and a cgroup, where one can be made: adapters/cgi/cgroup.h),
+// request environment only, body on stdin, response from stdout, stderr to the
+// log; all pipes non-blocking on the loop.
 #pragma once
 
 #include <chrono>
@@ -10,7 +11,9 @@
 #include <unordered_map>
 #include <vector>
 
+#include "adapters/cgi/cgroup.h"
 #include "adapters/gateway.h"
+#include "adapters/life_token.h"
 #include "bridge/loop.h"
 
 namespace m2b {
@@ -36,8 +39,9 @@ public:
     // Used by exchanges.
     void on_exit(pid_t pid, std::function<void(int status)> callback);
     void forget(pid_t pid);
-    // SIGTERM to the group now, SIGKILL after the grace time.
-    void kill_group(pid_t pgid);
+    // SIGTERM to the group now, SIGKILL to it and to `cgroup` (if any) after the grace time.
+    void kill_group(pid_t pgid, const std::string& cgroup);
+    ScriptCgroups& cgroups() { return cgroups_; }
     Loop& loop() { return loop_; }
     const CgiOptions& options() const { return options_; }
     size_t running_children() const { return children_.size(); }
@@ -48,6 +52,8 @@ private:
     Loop& loop_;
     CgiOptions options_;
     std::unordered_map<pid_t, std::function<void(int)>> children_;
+    ScriptCgroups cgroups_;
+    LifeToken life_;  // kill timers do nothing once the gateway is gone
 };
 
 }  // namespace m2b

@@ -75,6 +75,11 @@ public:
                    "backend silent for " + std::to_string(silence_.timeout().count()) + " ms");
           }) {
         (void)conn_id;
+        // A kept connection that fails before any reply byte may have run the
+        // request already: sent again only when running it twice is harmless.
+        for (const auto& [name, value] : env_)
+            if (name == "REQUEST_METHOD")
+                may_retry_ = value == "GET" || value == "HEAD" || value == "OPTIONS" || value == "TRACE";
     }
 
     ~FastcgiExchange() override { close_connection(); }
@@ -137,8 +142,13 @@ private:
         if (!connecting_) flush();
         if (done_) return false;
         if (!watched_) {
+            if (!loop_.watch(fd_, wanted_events(), [this](uint32_t events) { on_events(events); })) {
+                int e = errno;
+                close_connection();
+                fail_later(BackendFailure::Overloaded, std::string("cannot watch descriptor: ") + strerror(e));
+                return false;
+            }
             watched_ = true;
-            loop_.watch(fd_, wanted_events(), [this](uint32_t events) { on_events(events); });
         }
         return true;
     }
@@ -174,8 +184,10 @@ private:
         return events;
     }
 
+    // Reported on the next turn: this may run inside a sink callback (set_paused).
     void update_events() {
-        if (fd_ >= 0 && watched_) loop_.set_events(fd_, wanted_events());
+        if (fd_ >= 0 && watched_ && !loop_.set_events(fd_, wanted_events()))
+            fail_later(BackendFailure::Overloaded, std::string("cannot watch descriptor: ") + strerror(errno));
     }
 
     void on_events(uint32_t events) {
@@ -205,7 +217,7 @@ private:
             ssize_t n = ::send(fd_, out_.data() + out_pos_, out_.size() - out_pos_, MSG_NOSIGNAL);
             if (n < 0) {
                 if (errno == EAGAIN || errno == EINTR) return;
-                if (reused_ && !got_bytes_) {
+                if (reused_ && !got_bytes_ && may_retry_) {
                     retry_fresh();
                     return;
                 }
@@ -216,7 +228,7 @@ private:
                 return;
             }
             out_pos_ += static_cast<size_t>(n);
-            silence_.activity();
+            silence_.activity();  // the backend took request bytes
             if (out_pos_ == out_.size()) {
                 out_.clear();
                 out_pos_ = 0;
@@ -240,14 +252,13 @@ private:
                 return;
             }
             got_bytes_ = true;
-            silence_.activity();
             reader_.feed(std::string_view(buf, static_cast<size_t>(n)));
             dispatch_records();
         }
     }
 
     void end_of_stream(const std::string& why) {
-        if (reused_ && !got_bytes_) {
+        if (reused_ && !got_bytes_ && may_retry_) {
             retry_fresh();  // a kept connection the backend had closed meanwhile
             return;
         }
@@ -275,6 +286,7 @@ private:
                 case fcgi::kStdout:
                     if (record.content.empty()) break;  // end of the STDOUT stream
                     got_stdout_ = true;
+                    silence_.activity();  // only response bytes count, not STDERR or management records
                     sink_.on_stdout(record.content);
                     break;
                 case fcgi::kStderr:
@@ -358,6 +370,7 @@ private:
     bool watched_ = false;
     bool connecting_ = false;
     bool reused_ = false;
+    bool may_retry_ = false;  // GET, HEAD, OPTIONS, TRACE
     bool paused_ = false;
     bool done_ = false;
     bool got_bytes_ = false;

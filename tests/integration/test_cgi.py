@@ -218,6 +218,130 @@ class CgiDirectory(unittest.TestCase):
         self.assertEqual(zombies_of(self.bridge.process.proc.pid), [])
 
 
+def process_alive(pid):
+    """True while `pid` runs (a zombie waiting to be reaped counts as gone)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def read_pid(path):
+    wait_until(lambda: os.path.exists(path), timeout=5, what=path)
+    with open(path) as f:
+        return int(f.read())
+
+
+def kill_quietly(pid):
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+class CappedReader(SocketReader):
+    """Fails instead of following an endless response."""
+
+    def __init__(self, sock, limit):
+        super().__init__(sock)
+        self.left = limit
+
+    def fill(self):
+        if self.left <= 0:
+            raise AssertionError("the response does not end")
+        before = len(self.buf)
+        super().fill()
+        self.left -= len(self.buf) - before
+
+
+NOT_CONFINED = "scripts not confined to a cgroup"  # m2bridge says so at start, and why
+
+
+def not_confined(log):
+    return next((line for line in log.splitlines() if NOT_CONFINED in line), None)
+
+
+class CgiRunaways(unittest.TestCase):
+    """Scripts that try to hold m2bridge: background writers, stderr drips, escaped grandchildren."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.work = Workdir()
+        cls.cgi = copy_cgi_bin(cls.work.path)
+        cls.m2 = Mongrel2(cls.work.path, routes={"/cgi/": "bridge"})
+        cls.bridge = Bridge(cls.work.path, cls.m2, cls.cgi, "--timeout", "1", mode="cgi", warmup_path="/cgi/tiny.sh")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.bridge.stop()
+        cls.m2.stop()
+        cls.work.cleanup()
+
+    def test_background_writer_neither_holds_the_response_nor_the_loop(self):
+        pidfile = os.path.join(self.work.path, "background.pid")
+        writer = None
+        try:
+            with socket.create_connection(("127.0.0.1", self.m2.port), timeout=10) as s:
+                s.sendall(build_request("GET", "/cgi/background.sh?" + pidfile))
+                writer = read_pid(pidfile)
+                # Served while the first script's output is being finished.
+                status, _, body = http_request(self.m2.port, "GET", "/cgi/tiny.sh", timeout=5)
+                self.assertEqual((status, body), (200, b"ok"))
+                status, _, body = read_response(s, reader=CappedReader(s, 64 * 1024 * 1024))
+            self.assertEqual(status, 200)
+            self.assertTrue(body.startswith(b"from the script\n"), body[:100])
+            # Whatever follows was in the pipe as the script exited: lines of the writer, the last one cut.
+            lines = body[len(b"from the script\n"):].split(b"\n")
+            self.assertEqual(set(lines[:-1]) - {b"background"}, set())
+            self.assertTrue(b"background".startswith(lines[-1]), lines[-1])
+            wait_until(lambda: not process_alive(writer), timeout=5, what="background writer to be killed")
+        finally:
+            if writer:
+                kill_quietly(writer)
+
+    def test_stderr_alone_is_not_progress(self):
+        status, _, _ = http_request(self.m2.port, "GET", "/cgi/stderr-drip.sh", timeout=8)
+        self.assertEqual(status, 504)
+
+    def test_grandchild_in_its_own_session_dies_with_its_request(self):
+        if not_confined(self.bridge.log()):
+            self.skipTest(not_confined(self.bridge.log()))
+        pidfile = os.path.join(self.work.path, "setsid-hang.pid")
+        try:
+            status, _, _ = http_request(self.m2.port, "GET", "/cgi/setsid.sh?hang:" + pidfile, timeout=8)
+            self.assertEqual(status, 504)
+            grandchild = read_pid(pidfile)
+            wait_until(lambda: not process_alive(grandchild), timeout=5, what="setsid() grandchild to be killed")
+        finally:
+            if os.path.exists(pidfile):
+                kill_quietly(read_pid(pidfile))
+
+
+class CgiEscapedGrandchild(unittest.TestCase):
+    def test_grandchild_in_its_own_session_dies_with_m2bridge(self):
+        work = Workdir()
+        cgi = copy_cgi_bin(work.path)
+        m2 = Mongrel2(work.path, routes={"/cgi/": "bridge"})
+        bridge = Bridge(work.path, m2, cgi, mode="cgi", warmup_path="/cgi/tiny.sh")
+        pidfile = os.path.join(work.path, "setsid-answer.pid")
+        try:
+            if not_confined(bridge.log()):
+                self.skipTest(not_confined(bridge.log()))
+            status, _, body = http_request(m2.port, "GET", "/cgi/setsid.sh?answer:" + pidfile)
+            self.assertEqual((status, body), (200, b"answered\n"))
+            grandchild = read_pid(pidfile)
+            bridge.stop()
+            self.assertFalse(process_alive(grandchild))
+        finally:
+            if bridge.process.alive():
+                bridge.stop()
+            if os.path.exists(pidfile):
+                kill_quietly(read_pid(pidfile))
+            m2.stop()
+            work.cleanup()
+
+
 class CgiOneFile(unittest.TestCase):
     def test_one_script_serves_the_whole_route(self):
         work = Workdir()

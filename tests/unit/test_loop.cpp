@@ -1,0 +1,103 @@
+#include <doctest/doctest.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <fcntl.h>
+#include <memory>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "bridge/loop.h"
+
+using namespace m2b;
+
+TEST_CASE("a watch with mask 0 hears nothing, not even EPOLLHUP, and hears again once re-enabled") {
+    Loop loop;
+    int sv[2];
+    REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
+    close(sv[1]);  // the peer is gone: EPOLLHUP, which epoll reports whatever the mask
+    int calls = 0;
+    REQUIRE(loop.watch(sv[0], EPOLLIN, [&](uint32_t) { ++calls; }));
+    REQUIRE(loop.set_events(sv[0], 0));
+    for (int i = 0; i < 3; ++i) loop.run_once(0);
+    CHECK(calls == 0);
+
+    REQUIRE(loop.set_events(sv[0], EPOLLIN));
+    loop.run_once(0);
+    CHECK(calls == 1);
+    loop.unwatch(sv[0]);
+    close(sv[0]);
+}
+
+TEST_CASE("a descriptor closed and reused within one turn never gets the old descriptor's event") {
+    Loop loop;
+    int a[2], b[2];
+    REQUIRE(pipe2(a, O_NONBLOCK | O_CLOEXEC) == 0);
+    REQUIRE(pipe2(b, O_NONBLOCK | O_CLOEXEC) == 0);
+    REQUIRE(write(a[1], "x", 1) == 1);
+    REQUIRE(write(b[1], "x", 1) == 1);
+    // Both are ready in this turn. Whichever callback runs first replaces the
+    // other's read end by an empty pipe under the same number and watches it.
+    int first = -1, fresh_calls = 0, old_calls = 0, fresh_writer = -1;
+    auto replace = [&](int self, int other) {
+        if (first >= 0) {
+            ++old_calls;
+            return;
+        }
+        first = self;
+        loop.unwatch(other);
+        int p[2];
+        REQUIRE(pipe2(p, O_NONBLOCK | O_CLOEXEC) == 0);
+        REQUIRE(dup3(p[0], other, O_CLOEXEC) == other);  // same number, new (empty) pipe
+        close(p[0]);
+        fresh_writer = p[1];
+        REQUIRE(loop.watch(other, EPOLLIN, [&](uint32_t) { ++fresh_calls; }));
+    };
+    REQUIRE(loop.watch(a[0], EPOLLIN, [&](uint32_t) { replace(a[0], b[0]); }));
+    REQUIRE(loop.watch(b[0], EPOLLIN, [&](uint32_t) { replace(b[0], a[0]); }));
+    loop.run_once(0);
+    CHECK(first >= 0);
+    CHECK(old_calls == 0);
+    CHECK(fresh_calls == 0);  // its pipe is empty: the event was the old pipe's
+    close(fresh_writer);
+    for (int fd : {a[0], a[1], b[0], b[1]}) {
+        loop.unwatch(fd);
+        close(fd);
+    }
+}
+
+TEST_CASE("watch reports a descriptor epoll refuses instead of throwing") {
+    Loop loop;
+    char path[] = "/tmp/m2b-loop-test.XXXXXX";
+    int fd = mkstemp(path);
+    REQUIRE(fd >= 0);
+    unlink(path);
+    errno = 0;
+    CHECK_FALSE(loop.watch(fd, EPOLLIN, [](uint32_t) {}));  // a regular file cannot be polled
+    CHECK(errno == EPERM);
+    close(fd);
+
+    bool ran = false;  // the loop is unharmed
+    loop.post([&] { ran = true; });
+    loop.run_once(0);
+    CHECK(ran);
+}
+
+TEST_CASE("run_once runs due timers and posted tasks; dispose_later destroys on the next turn") {
+    Loop loop;
+    bool fired = false;
+    loop.after(std::chrono::milliseconds(0), [&] { fired = true; });
+    auto destroyed = std::make_shared<bool>(false);
+    struct Probe {
+        std::shared_ptr<bool> flag;
+        ~Probe() { *flag = true; }
+    };
+    auto probe = std::make_unique<Probe>();
+    probe->flag = destroyed;
+    loop.dispose_later(std::move(probe));
+    CHECK_FALSE(*destroyed);
+    loop.run_once(100);
+    CHECK(fired);
+    CHECK(*destroyed);
+}
