@@ -135,3 +135,48 @@ def scripted(table):
             else:
                 conn.sendall(step)
     return behave
+
+
+def send_until_stalled(conn, data, stall=0.5, limit=30.0):
+    """Writes as much of `data` as the peer takes; gives up once it has taken nothing for `stall`
+    seconds (or after `limit` seconds in all). Returns the number of bytes written."""
+    conn.setblocking(False)
+    sent = 0
+    last_progress = start = time.time()
+    view = memoryview(data)
+    while sent < len(data) and time.time() - last_progress < stall and time.time() - start < limit:
+        try:
+            n = conn.send(view[sent:sent + 65536])
+        except BlockingIOError:
+            time.sleep(0.01)
+            continue
+        sent += n
+        last_progress = time.time()
+    conn.setblocking(True)
+    return sent
+
+
+def burst_then_close(data, sent_log=None):
+    """A behaviour: writes `data` (whole records) as fast as it is taken, then closes the
+    socket without END_REQUEST, even if the peer stopped reading part way."""
+
+    def behave(params, stdin, conn):
+        n = send_until_stalled(conn, data)
+        if sent_log is not None:
+            sent_log.append(n)
+    return behave
+
+
+def kept_then_silent_close(answer, seen):
+    """A behaviour for FCGI_KEEP_CONN: answers the connection's first request with
+    `answer(params, stdin)` and keeps the connection; then reads the next request on it, notes it
+    in `seen` and closes the connection without answering it."""
+
+    def behave(params, stdin, conn):
+        conn.sendall(answer(params, stdin))
+        try:
+            again = read_request(conn)
+        except (EOFError, OSError):
+            return
+        seen.append(again)
+    return behave
