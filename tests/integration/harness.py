@@ -207,6 +207,100 @@ class Bridge:
         return code
 
 
+def docroot_with_php(workdir):
+    """A copy of the test PHP scripts in the work dir; its canonical path."""
+    root = os.path.join(workdir, "www")
+    shutil.copytree(os.path.join(os.path.dirname(os.path.abspath(__file__)), "php"), root)
+    return os.path.realpath(root)
+
+
+class Front:
+    """Mongrel2's two endpoints with the --upload-store m2bridge is given (None: no option)."""
+
+    def __init__(self, m2, upload_store):
+        self.send_spec, self.recv_spec, self.upload_store = m2.send_spec, m2.recv_spec, upload_store
+
+
+SAME_STORE = object()
+
+
+class Stack:
+    """A temp dir with the test PHP scripts, Mongrel2, php-fpm (or a fake FastCGI backend:
+    `fake` is its behaviour) and m2bridge, stopped together. `upload_store`: SAME_STORE
+    (Mongrel2's), None (no --upload-store) or f(workdir) -> template. `script` is a front
+    controller; `document_root=False` leaves --document-root out."""
+
+    def __init__(self, *bridge_args, children=2, routes=None, settings=None, protocol="json", raw_payload=False,
+                 extra_pool="", document_root=True, script=None, fake=None, upload_store=SAME_STORE, env=None,
+                 warmup="/status.php"):
+        import fake_backends
+        self.work = Workdir()
+        self.root = docroot_with_php(self.work.path)
+        self.m2 = self.fpm = self.fake = self.bridge = None
+        try:
+            self.m2 = Mongrel2(self.work.path, routes=routes, protocol=protocol, settings=settings,
+                               raw_payload=raw_payload)
+            args = list(bridge_args)
+            if fake is not None:
+                self.fake = fake_backends.FakeBackend(os.path.join(self.work.path, "fake.sock"), fake)
+                address = self.fake.address
+            else:
+                self.fpm = PhpFpm(self.work.path, children=children, extra_pool=extra_pool)
+                address = self.fpm.address
+                if document_root:
+                    args = ["--document-root", self.root] + args
+            if script:
+                args += ["--script-filename", os.path.join(self.root, script)]
+            if upload_store is SAME_STORE:
+                front = self.m2
+            else:
+                front = Front(self.m2, upload_store(self.work.path) if callable(upload_store) else upload_store)
+            self.bridge = Bridge(self.work.path, front, address, *args, env=env)
+            if warmup:
+                warm_up(self.m2.port, warmup)
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def port(self):
+        return self.m2.port
+
+    @property
+    def pid(self):
+        return self.bridge.process.proc.pid
+
+    def stop(self):
+        try:
+            if self.bridge:
+                self.bridge.stop()  # raises on a sanitizer report or an unclean exit
+        finally:
+            if self.fake:
+                self.fake.stop()
+            if self.fpm:
+                self.fpm.stop()
+            if self.m2:
+                self.m2.stop()
+            self.work.cleanup()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def warm_up(port, path):
+    """Waits for a first answer through Mongrel2 (ZeroMQ PUB/SUB needs a moment)."""
+
+    def answered():
+        try:
+            return http_request(port, "GET", path, timeout=1)[0] != 0
+        except (OSError, EOFError):
+            return False
+    wait_until(answered, timeout=20, what="a first answer through mongrel2")
+
+
 def http_request(port, method, path, headers=None, body=b"", timeout=10, version="HTTP/1.1"):
     """One request on a fresh connection. Returns (status, headers dict lower-case, body bytes)."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:

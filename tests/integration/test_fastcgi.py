@@ -5,7 +5,6 @@ import base64
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import threading
@@ -13,55 +12,15 @@ import time
 import unittest
 import urllib.parse
 
-from harness import (Bridge, FcgiHello, Mongrel2, PhpFpm, SocketReader, Workdir, build_request, free_port,
+from harness import (Bridge, FcgiHello, Mongrel2, SocketReader, Stack, Workdir, build_request, free_port,
                      http_request, md5, read_response, wait_until)
 import fake_backends as fb
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def docroot_with_php(workdir):
-    root = os.path.join(workdir, "www")
-    shutil.copytree(os.path.join(HERE, "php"), root)
-    return os.path.realpath(root)
-
-
-class PhpStack:
-    """A temp dir with the test PHP scripts, Mongrel2, php-fpm and m2bridge, stopped together."""
-
-    def __init__(self, *bridge_args, children=2, routes=None, settings=None, protocol="json", raw_payload=False,
-                 extra_pool="", document_root=True, script=None, warmup="/status.php"):
-        self.work = Workdir()
-        self.root = docroot_with_php(self.work.path)
-        self.m2 = self.fpm = self.bridge = None
-        try:
-            self.m2 = Mongrel2(self.work.path, routes=routes, protocol=protocol, settings=settings,
-                               raw_payload=raw_payload)
-            self.fpm = PhpFpm(self.work.path, children=children, extra_pool=extra_pool)
-            args = (["--document-root", self.root] if document_root else []) + list(bridge_args)
-            if script:
-                args += ["--script-filename", os.path.join(self.root, script)]
-            self.bridge = Bridge(self.work.path, self.m2, self.fpm.address, *args, warmup_path=warmup)
-        except BaseException:
-            self.stop()
-            raise
-
-    def stop(self):
-        try:
-            if self.bridge:
-                self.bridge.stop()  # raises on a sanitizer report or an unclean exit
-        finally:
-            if self.fpm:
-                self.fpm.stop()
-            if self.m2:
-                self.m2.stop()
-            self.work.cleanup()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
+# The shared stack: Mongrel2, php-fpm and m2bridge in a temp dir (harness.Stack).
+PhpStack = Stack
 
 
 def server_vars(body):

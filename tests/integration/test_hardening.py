@@ -15,7 +15,6 @@ Each test names the defect it covers ("defect N", numbering of the hardening bri
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -25,8 +24,8 @@ import unittest
 import urllib.parse
 import zlib
 
-from harness import (M2BRIDGE, Bridge, Mongrel2, PhpFpm, Process, SocketReader, Workdir, build_request, free_port,
-                     http_request, md5, port_open, read_response, wait_until)
+from harness import (M2BRIDGE, Process, SocketReader, Stack, Workdir, build_request, free_port, http_request, md5,
+                     port_open, read_response, wait_until)
 import fake_backends as fb
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -39,91 +38,6 @@ LOW_QUARANTINE = dict(os.environ, ASAN_OPTIONS=":".join(
 
 # ---------------------------------------------------------------------------------------------
 # Set-up
-
-
-def docroot_with_php(workdir):
-    root = os.path.join(workdir, "www")
-    shutil.copytree(os.path.join(HERE, "php"), root)
-    return os.path.realpath(root)
-
-
-class Front:
-    """Mongrel2's two endpoints with the --upload-store m2bridge is given (None: no option)."""
-
-    def __init__(self, m2, upload_store):
-        self.send_spec, self.recv_spec, self.upload_store = m2.send_spec, m2.recv_spec, upload_store
-
-
-SAME_STORE = object()
-
-
-class Stack:
-    """Mongrel2, php-fpm (or a fake FastCGI backend) and m2bridge in a temp dir, stopped together.
-    `upload_store`: SAME_STORE (Mongrel2's), None (no --upload-store) or f(workdir) -> template."""
-
-    def __init__(self, *bridge_args, children=2, settings=None, fake=None, upload_store=SAME_STORE, env=None,
-                 warmup="/status.php"):
-        self.work = Workdir()
-        self.root = docroot_with_php(self.work.path)
-        self.m2 = self.fpm = self.fake = self.bridge = None
-        try:
-            self.m2 = Mongrel2(self.work.path, settings=settings)
-            if fake is not None:
-                self.fake = fb.FakeBackend(os.path.join(self.work.path, "fake.sock"), fake)
-                address = self.fake.address
-                args = list(bridge_args)
-            else:
-                self.fpm = PhpFpm(self.work.path, children=children)
-                address = self.fpm.address
-                args = ["--document-root", self.root] + list(bridge_args)
-            if upload_store is SAME_STORE:
-                front = self.m2
-            else:
-                front = Front(self.m2, upload_store(self.work.path) if callable(upload_store) else upload_store)
-            self.bridge = Bridge(self.work.path, front, address, *args, env=env)
-            if warmup:
-                warm_up(self.m2.port, warmup)
-        except BaseException:
-            self.stop()
-            raise
-
-    @property
-    def port(self):
-        return self.m2.port
-
-    @property
-    def pid(self):
-        return self.bridge.process.proc.pid
-
-    def stop(self):
-        try:
-            if self.bridge:
-                self.bridge.stop()  # raises on a sanitizer report or an unclean exit
-        finally:
-            if self.fake:
-                self.fake.stop()
-            if self.fpm:
-                self.fpm.stop()
-            if self.m2:
-                self.m2.stop()
-            self.work.cleanup()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-
-
-def warm_up(port, path):
-    """Waits for a first answer through Mongrel2 (ZeroMQ PUB/SUB needs a moment)."""
-
-    def answered():
-        try:
-            return http_request(port, "GET", path, timeout=1)[0] != 0
-        except (OSError, EOFError):
-            return False
-    wait_until(answered, timeout=20, what="a first answer through mongrel2")
 
 
 def restart_mongrel2(m2):
