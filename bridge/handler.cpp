@@ -489,8 +489,10 @@ void Handler::keepalive_tick() {
             auto state = c.queue.front()->state();
             if (state == Transaction::State::Waiting || state == Transaction::State::Running)
                 by_sender[c.queue.front()->sender()].push_back(conn);
-        } else if (now - c.last_seen > std::max(config_.send_timeout(), config_.keepalive())) {
-            stale.push_back(conn);  // Mongrel2 closed it silently (sweeper, kill, overflow)
+        } else if (c.upload_started.empty() && now - c.last_seen > std::max(config_.send_timeout(), config_.keepalive())) {
+            // Mongrel2 closed it silently (sweeper, kill, overflow). An upload in progress
+            // stays: it ends with its -done or a disconnect, however long it takes.
+            stale.push_back(conn);
         }
     }
     for (auto& [sender, ids] : by_sender)
