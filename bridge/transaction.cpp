@@ -81,8 +81,7 @@ void Transaction::start() {
     state_ = State::Running;
     if (refusal_status_ != 0) {
         log::warn(log_prefix(), refusal_why_);
-        reply_error(refusal_status_);
-        release_backend();
+        end_with_error(refusal_status_);
         return;
     }
     if (settings_.deadline.count() > 0) deadline_timer_ = loop_.after(settings_.deadline, [this] { on_deadline(); });
@@ -95,15 +94,13 @@ void Transaction::run() {
     if (raw_ && target.status == 0 && !settings_.script.directory.empty()) target.status = 404;
     if (target.status != 0) {
         log::info(log_prefix(), "refused ", request_.path, ": ", target.error);
-        reply_error(target.status);
-        release_backend();
+        end_with_error(target.status);
         return;
     }
     std::optional<uint64_t> content_length;
     if (!upload_path_.empty()) {
         if (upload_fd_ < 0 && !open_upload()) {
-            reply_error(502);
-            release_backend();
+            end_with_error(502);
             return;
         }
         body_ = BodySource{{}, upload_fd_, upload_length_};
@@ -175,8 +172,7 @@ void Transaction::on_stdout(std::string_view bytes) {
         if (result == CgiHeadParser::State::NeedMore) return;
         if (result == CgiHeadParser::State::Error) {
             log::error(log_prefix(), "malformed response from ", gateway_.describe(), ": ", parser_.error());
-            reply_error(502);
-            release_backend();
+            end_with_error(502);
             return;
         }
         head_parsed_ = true;
@@ -188,8 +184,7 @@ void Transaction::on_stdout(std::string_view bytes) {
     if (delivering_) {
         if (deliver_body_.size() + bytes.size() > kMaxDeliverBody) {
             log::error(log_prefix(), "X-Mongrel2-Deliver body larger than ", kMaxDeliverBody, " bytes");
-            reply_error(502);
-            release_backend();
+            end_with_error(502);
             return;
         }
         deliver_body_ += bytes;
@@ -232,8 +227,7 @@ void Transaction::handle_head() {
 void Transaction::local_redirect() {
     if (++redirects_ > kMaxLocalRedirects) {
         log::error(log_prefix(), "more than ", kMaxLocalRedirects, " local redirects");
-        reply_error(502);
-        release_backend();
+        end_with_error(502);
         return;
     }
     std::string location = *parser_.head().location;
@@ -263,14 +257,19 @@ void Transaction::on_complete() {
     if (state_ != State::Running) return;
     if (!head_parsed_ && !nph_) {
         log::error(log_prefix(), gateway_.describe(), " ended without a complete response head");
-        reply_error(502);
-    } else if (delivering_) {
+        end_with_error(502);
+        return;
+    }
+    // The backend is done before the reply leaves: its upload file is gone by
+    // the time the client has the answer.
+    release_backend();
+    if (delivering_) {
         deliver_reply();
     } else {
         if (nph_ && !stream_.started()) stream_.begin_raw(true);  // printed nothing: just close
         stream_.end();
     }
-    release_backend();
+    finish_if_sent();
 }
 
 void Transaction::deliver_reply() {
@@ -301,6 +300,7 @@ void Transaction::deliver_reply() {
 void Transaction::on_failure(BackendFailure failure, std::string_view why) {
     if (state_ != State::Running) return;
     log::error(log_prefix(), gateway_.describe(), ": ", why);
+    release_backend();
     if (stream_.head_sent()) {
         stream_.abort();  // too late for a status: the client sees a short body
     } else {
@@ -309,18 +309,20 @@ void Transaction::on_failure(BackendFailure failure, std::string_view why) {
         if (failure == BackendFailure::Overloaded) extra.emplace_back("Retry-After", "1");
         stream_.error(status_, std::move(extra));
     }
-    release_backend();
+    finish_if_sent();
 }
 
 void Transaction::on_deadline() {
     deadline_timer_ = 0;
     if (state_ != State::Running) return;
     log::error(log_prefix(), "request deadline of ", settings_.deadline.count() / 1000.0, " s passed");
-    if (stream_.head_sent())
-        stream_.abort();
-    else
-        reply_error(504);
+    if (!stream_.head_sent()) {
+        end_with_error(504);
+        return;
+    }
     release_backend();
+    stream_.abort();
+    finish_if_sent();
 }
 
 void Transaction::reply_error(int status) {
@@ -334,7 +336,8 @@ void Transaction::backend_paused(bool paused) {
     if (exchange_) exchange_->set_paused(paused);
 }
 
-// The backend is done with this request, whatever the client does next.
+// The backend is done with this request, whatever the client does next: its
+// slot, connection or process and the upload file are given back at once.
 void Transaction::release_backend() {
     if (state_ != State::Running) return;
     state_ = State::Replying;
@@ -343,8 +346,19 @@ void Transaction::release_backend() {
     drop_exchange();
     drop_upload();
     owner_.released(*this);
+}
+
+// Finishes once the reply is handed over; a reply still draining finishes from reply_flushed().
+void Transaction::finish_if_sent() {
+    if (state_ != State::Replying) return;
     auto s = stream_.state();
     if (s == ReplyStream::State::Idle || s == ReplyStream::State::Done) finish();
+}
+
+void Transaction::end_with_error(int status) {
+    release_backend();
+    reply_error(status);
+    finish_if_sent();
 }
 
 void Transaction::reply_flushed() {

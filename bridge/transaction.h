@@ -112,6 +112,8 @@ private:
     void deliver_reply();
     void reply_error(int status);
     void release_backend();
+    void finish_if_sent();
+    void end_with_error(int status);
     void finish();
     void drop_exchange();
     void drop_upload();
