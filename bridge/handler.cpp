@@ -185,12 +185,16 @@ void Handler::enqueue(Connection& c, std::unique_ptr<Transaction> t) {
 // Admission runs from a posted task, never from inside a transaction's
 // callback: a request answered at once (404, 503) must not start the next one
 // recursively, however many a client pipelines.
-void Handler::schedule_admissions() {
-    if (admissions_posted_) return;
-    admissions_posted_ = true;
+void Handler::schedule_admissions() { post_once(admissions_posted_, &Handler::run_admissions); }
+
+// Posts `run` for the next turn unless it is already posted; nothing runs if
+// the handler is gone by then.
+void Handler::post_once(bool& posted, void (Handler::*run)()) {
+    if (posted) return;
+    posted = true;
     std::weak_ptr<const char> alive = alive_;
-    loop_.post([this, alive] {
-        if (alive.lock()) run_admissions();
+    loop_.post([this, alive, run] {
+        if (alive.lock()) (this->*run)();
     });
 }
 
@@ -259,8 +263,7 @@ void Handler::finished(Transaction& t) {
 }
 
 void Handler::dispose(std::unique_ptr<Transaction> t) {
-    // We may be inside one of its callbacks: destroy it on the next turn.
-    loop_.post([dead = std::shared_ptr<Transaction>(std::move(t))] {});
+    loop_.dispose_later(std::move(t));  // we may be inside one of its callbacks
 }
 
 // Forgets a connection that holds nothing: no request, no hold, no upload,
@@ -449,14 +452,7 @@ bool Handler::send_delivery_batch(Delivery& d) {
     return d.next >= total;
 }
 
-void Handler::schedule_deliveries() {
-    if (deliveries_posted_) return;
-    deliveries_posted_ = true;
-    std::weak_ptr<const char> alive = alive_;
-    loop_.post([this, alive] {
-        if (alive.lock()) run_deliveries();
-    });
-}
+void Handler::schedule_deliveries() { post_once(deliveries_posted_, &Handler::run_deliveries); }
 
 void Handler::run_deliveries() {
     deliveries_posted_ = false;

@@ -82,6 +82,7 @@ private:
     void on_request(Request request);
     void enqueue(Connection& c, std::unique_ptr<Transaction> t);
     void drop_connection(uint64_t conn_id, const char* why);
+    void post_once(bool& posted, void (Handler::*run)());
     void schedule_admissions();
     void run_admissions();
     void admit(Transaction& t);

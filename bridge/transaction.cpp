@@ -388,8 +388,7 @@ void Transaction::finish() {
 void Transaction::drop_exchange() {
     if (!exchange_) return;
     exchange_->cancel();
-    // We may be inside one of its callbacks: destroy it on the next turn.
-    loop_.post([dead = std::shared_ptr<Exchange>(std::move(exchange_))] {});
+    loop_.dispose_later(std::move(exchange_));  // we may be inside one of its callbacks
 }
 
 void Transaction::drop_upload() {

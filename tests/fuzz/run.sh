@@ -19,21 +19,19 @@ CODEC="bridge/netstring.cpp bridge/json_headers.cpp bridge/m2_request.cpp bridge
 CORE="bridge/loop.cpp bridge/log.cpp bridge/handler.cpp bridge/transaction.cpp bridge/reply_stream.cpp"
 FLAGS="-std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I$ROOT"
 failed=0
-# The codecs are compiled once (with fuzzer instrumentation, no main) and linked into each target.
-objs=""
-for s in $CODEC; do
-  o="$OUT/$(echo "$s" | tr / _).o"
-  # shellcheck disable=SC2086
-  "$CXX" $FLAGS -c "$ROOT/$s" -o "$o"
-  objs="$objs $o"
-done
-core_objs=""
-for s in $CORE; do
-  o="$OUT/$(echo "$s" | tr / _).o"
-  # shellcheck disable=SC2086
-  "$CXX" $FLAGS -c "$ROOT/$s" -o "$o"
-  core_objs="$core_objs $o"
-done
+# Sources are compiled once (with fuzzer instrumentation, no main) and linked into the targets.
+compile() {  # prints the object files
+  for s in "$@"; do
+    o="$OUT/$(echo "$s" | tr / _).o"
+    # shellcheck disable=SC2086
+    "$CXX" $FLAGS -c "$ROOT/$s" -o "$o" >&2 || exit 1
+    printf '%s ' "$o"
+  done
+}
+# shellcheck disable=SC2086
+objs=$(compile $CODEC) || exit 1
+# shellcheck disable=SC2086
+core_objs=$(compile $CORE) || exit 1
 for target in fuzz_m2_message fuzz_json_headers fuzz_tnetstring fuzz_fastcgi_records fuzz_cgi_response fuzz_script_path \
               fuzz_handler; do
   extra=""
