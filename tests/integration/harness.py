@@ -25,6 +25,37 @@ def free_port():
         return s.getsockname()[1]
 
 
+def free_ports(n):
+    """n distinct free ports (free_port() alone may hand out the same port twice)."""
+    ports = set()
+    while len(ports) < n:
+        ports.add(free_port())
+    return list(ports)
+
+
+def listening_ports(pid):
+    """The TCP ports that process `pid` itself listens on (not just: that someone listens on)."""
+    inodes = set()
+    try:
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            try:
+                target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    except OSError:
+        return set()
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
 def wait_until(predicate, timeout=10.0, interval=0.02, what="condition"):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -81,9 +112,30 @@ class Mongrel2:
         self.dir = os.path.join(workdir, "m2")
         for d in ("run", "logs", "tmp"):
             os.makedirs(os.path.join(self.dir, d), exist_ok=True)
-        self.port = free_port()
-        self.send_spec = "tcp://127.0.0.1:%d" % free_port()
-        self.recv_spec = "tcp://127.0.0.1:%d" % free_port()
+        # A port free a moment ago can be taken before Mongrel2 binds it (an outgoing
+        # connection's local port). Mongrel2 then serves HTTP but its handler task dies and
+        # every request gets its own 404, so check it holds all three and else start again.
+        for attempt in range(5):
+            self._start(workdir, routes, protocol, settings, raw_payload)
+            ports = {self.port, self.send_port, self.recv_port}
+            try:
+                wait_until(lambda: ports <= listening_ports(self.process.proc.pid) or not self.process.alive(),
+                           timeout=10, what="mongrel2 to listen on %s" % sorted(ports))
+            except TimeoutError:
+                pass
+            if self.process.alive() and ports <= listening_ports(self.process.proc.pid):
+                return
+            self.process.stop(signal.SIGKILL)
+            try:
+                os.unlink(os.path.join(self.dir, "run", "mongrel2.pid"))
+            except FileNotFoundError:
+                pass
+        raise RuntimeError("mongrel2 did not get its ports: " + open(self.process.log_path).read()[-2000:])
+
+    def _start(self, workdir, routes, protocol, settings, raw_payload):
+        self.port, self.send_port, self.recv_port = free_ports(3)
+        self.send_spec = "tcp://127.0.0.1:%d" % self.send_port
+        self.recv_spec = "tcp://127.0.0.1:%d" % self.recv_port
         self.upload_store = os.path.join(self.dir, "tmp", "upload.XXXXXX")
         self.uuid = str(uuid.uuid4())
         routes = routes or {"/": "bridge"}
@@ -104,12 +156,15 @@ servers = [main]
 """
         with open(os.path.join(self.dir, "mongrel2.conf"), "w") as f:
             f.write(conf)
+        try:
+            os.unlink(os.path.join(self.dir, "config.sqlite"))
+        except FileNotFoundError:
+            pass
         env = dict(os.environ, LOGNAME="root")
         subprocess.run(["m2sh", "load", "-config", "mongrel2.conf", "-db", "config.sqlite"], cwd=self.dir,
                        check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.process = Process(["mongrel2", "config.sqlite", self.uuid], os.path.join(self.dir, "mongrel2.out"),
                                cwd=self.dir, env=env)
-        wait_until(lambda: port_open(self.port), what="mongrel2 to listen")
 
     def uploads_left(self):
         return [n for n in os.listdir(os.path.join(self.dir, "tmp")) if n.startswith("upload.")]

@@ -24,8 +24,8 @@ import unittest
 import urllib.parse
 import zlib
 
-from harness import (M2BRIDGE, Process, SocketReader, Stack, Workdir, build_request, free_port, http_request, md5,
-                     port_open, read_response, wait_until)
+from harness import (M2BRIDGE, Process, SocketReader, Stack, Workdir, build_request, free_port, http_request,
+                     listening_ports, md5, read_response, wait_until)
 import fake_backends as fb
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -51,7 +51,8 @@ def restart_mongrel2(m2):
     env = dict(os.environ, LOGNAME="root")
     m2.process = Process(["mongrel2", "config.sqlite", m2.uuid], os.path.join(m2.dir, "mongrel2.out"),
                          cwd=m2.dir, env=env)
-    wait_until(lambda: port_open(m2.port), what="mongrel2 to listen again")
+    ports = {m2.port, m2.send_port, m2.recv_port}
+    wait_until(lambda: ports <= listening_ports(m2.process.proc.pid), what="mongrel2 to listen again")
 
 
 # ---------------------------------------------------------------------------------------------
