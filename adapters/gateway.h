@@ -56,6 +56,8 @@ public:
     virtual std::unique_ptr<Exchange> start(const CgiEnv& env, const BodySource& body, uint64_t conn_id,
                                             ExchangeSink& sink) = 0;
     virtual std::string_view describe() const = 0;
+    // Backend connections kept open between requests (metrics).
+    virtual size_t idle_connections() const { return 0; }
 };
 
 }  // namespace m2b

@@ -39,7 +39,7 @@ start_nginx "    location /cgi/ {
     }"
 start_mongrel2 "$(handler h "$SEND" "$RECV")" "'/cgi/': h"
 build-bench/m2bridge cgi --send-spec "$(endpoint "$SEND")" --recv-spec "$(endpoint "$RECV")" \
-  --max-procs "$PROCS" --log-level warn "$RUN/cgi" &
+  --max-procs "$PROCS" --log-level warn --allow-root "$RUN/cgi" &
 pids="$pids $!"
 tries=0
 until curl -sf -o /dev/null "http://127.0.0.1:$M2_PORT/cgi/hello" && curl -sf -o /dev/null "http://127.0.0.1:$NGINX_PORT/cgi/hello"; do

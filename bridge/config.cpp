@@ -4,10 +4,16 @@
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
+#include <pwd.h>
+#include <set>
+#include <sstream>
 #include <sys/stat.h>
+#include <toml++/toml.h>
 #include <unistd.h>
+#include <zmq.hpp>
 
 #include "adapters/fastcgi/client.h"
+#include "bridge/config_options.h"
 #include "bridge/log.h"
 #include "bridge/version.h"
 
@@ -20,76 +26,203 @@ namespace {
     std::exit(2);
 }
 
-std::string canonical_dir(const std::string& path, const char* option) {
+// How a mistake names the option: "--timeout" on the command line, "timeout" in a file.
+struct Namer {
+    bool file_keys;
+    std::string operator()(const char* key) const {
+        if (file_keys) return key;
+        std::string name = "--";
+        for (const char* p = key; *p; ++p) name += *p == '_' ? '-' : *p;
+        return name;
+    }
+};
+
+std::string canonical_dir(const std::string& path, const std::string& option) {
     char real[PATH_MAX];
     struct stat st {};
     if (!realpath(path.c_str(), real) || stat(real, &st) != 0 || !S_ISDIR(st.st_mode))
-        usage_error(std::string(option) + ": not a directory: " + path);
+        throw ConfigError(option + ": not a directory: " + path);
     return real;
 }
 
-// Bounds keep every timer and buffer sane: a 1e-6 s keep-alive would flood
-// Mongrel2, a 1e300 s timeout overflows the clock.
-constexpr double kMaxSeconds = 7 * 24 * 3600;
+size_t default_max_procs() { return 2 * static_cast<size_t>(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN))); }
 
-void add_common(CLI::App* app, HandlerConfig& c) {
+// ZeroMQ only says "Invalid argument" for a bad endpoint; trying it here
+// lets the message name the option and the value.
+void check_endpoint(const std::string& endpoint, const std::string& option) {
+    if (endpoint.empty()) throw ConfigError(option + ": must not be empty");
+    static zmq::context_t context{1};
+    try {
+        zmq::socket_t probe(context, zmq::socket_type::pub);
+        probe.set(zmq::sockopt::linger, 0);
+        probe.connect(endpoint);
+    } catch (const zmq::error_t& e) {
+        throw ConfigError(option + ": " + endpoint + ": " + e.what());
+    }
+}
+
+// The program a spawn runs, as execve needs it.
+std::string find_program(const std::string& name) {
+    auto runnable = [](const std::string& p) {
+        struct stat st {};
+        return stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) && access(p.c_str(), X_OK) == 0;
+    };
+    if (name.find('/') != std::string::npos) return runnable(name) ? name : "";
+    const char* path = std::getenv("PATH");
+    std::stringstream dirs(path ? path : "/usr/local/bin:/usr/bin:/bin");
+    for (std::string dir; std::getline(dirs, dir, ':');)
+        if (!dir.empty() && runnable(dir + "/" + name)) return dir + "/" + name;
+    return "";
+}
+
+void add_handler_options(CLI::App* app, HandlerConfig& c, Mode mode) {
     app->option_defaults()->always_capture_default();
-    app->add_option("--send-spec", c.send_spec, "the Handler's send_spec (m2bridge connects PULL to it)");
-    app->add_option("--recv-spec", c.recv_spec, "the Handler's recv_spec (m2bridge connects PUB to it)");
-    app->add_option("--document-root", c.document_root, "DOCUMENT_ROOT; scripts are looked up inside it");
-    app->add_option("--index", c.index, "script for paths ending in a directory (a file name)");
-    app->add_option("--upload-store", c.upload_store,
-                    "Mongrel2's upload.temp_store template (e.g. /srv/m2/tmp/upload.XXXXXX) as m2bridge sees it");
-    app->add_option("--timeout", c.timeout_seconds, "seconds a backend may stay silent before 504")
-        ->check(CLI::Range(0.01, kMaxSeconds));
-    app->add_option("--deadline", c.deadline_seconds,
-                    "seconds a request may hold its backend, start to end (0: no limit)")
-        ->check(CLI::Validator(
-            [](std::string& v) {
-                double d = std::strtod(v.c_str(), nullptr);
-                return d == 0 || (d >= 0.01 && d <= kMaxSeconds) ? std::string() : "0, or 0.01 to 604800";
+    for (const OptionSpec& spec : handler_options()) {
+        if (!spec.applies_to(mode)) continue;
+        std::visit(
+            [&](auto member) {
+                using T = std::remove_reference_t<decltype(c.*member)>;
+                if constexpr (std::is_same_v<T, bool>) {
+                    app->add_flag(spec.option(), c.*member, spec.help);
+                } else if constexpr (std::is_same_v<T, double> || std::is_same_v<T, size_t>) {
+                    app->add_option(spec.option(), c.*member, spec.help)
+                        ->check(CLI::Validator(
+                            [&spec](std::string& v) {
+                                char* end = nullptr;
+                                double d = std::strtod(v.c_str(), &end);
+                                if (end == v.c_str() || *end) return v + ": not a number";
+                                std::string range = spec.check(d);
+                                return range.empty() ? range : v + ": must be " + range;
+                            },
+                            ""));
+                } else {
+                    app->add_option(spec.option(), c.*member, spec.help);
+                }
             },
-            "0 or 0.01-604800"));
-    app->add_option("--send-timeout", c.send_timeout_seconds,
-                    "seconds a reply may wait for a client that takes no bytes; then the connection is closed")
-        ->check(CLI::Range(0.1, kMaxSeconds));
-    app->add_option("--max-requests", c.max_requests, "requests in flight toward the backend")
-        ->check(CLI::Range(size_t{1}, size_t{100000}));
-    app->add_option("--queue", c.queue, "requests allowed to wait; beyond it the answer is 503")
-        ->check(CLI::Range(size_t{0}, size_t{1000000}));
-    app->add_option("--max-pipelined", c.max_pipelined,
-                    "requests waiting per connection behind the one answered; beyond it 503 and close")
-        ->check(CLI::Range(size_t{0}, size_t{100000}));
-    app->add_option("--buffer-size", c.buffer_size, "reply bytes held per request; the backend waits beyond it")
-        ->check(CLI::Range(size_t{16 * 1024}, size_t{256 * 1024 * 1024}));
-    app->add_option("--keepalive", c.keepalive_seconds, "seconds between Mongrel2 ctl keep-alive messages")
-        ->check(CLI::Range(0.1, kMaxSeconds));
-    app->add_option("--access-log", c.access_log, "access log file, or - for stdout");
-    app->add_option("--log-level", c.log_level, "error, warn, info or debug")
+            spec.field);
+    }
+}
+
+void add_process_options(CLI::App* app, ServiceConfig& s) {
+    app->add_option("--user", s.user, "drop to this user and its groups before reading any request");
+    app->add_option("--metrics", s.metrics, "serve Prometheus text metrics on HOST:PORT (or PORT on 127.0.0.1)");
+    app->add_option("--log-level", s.log_level, "error, warn, info or debug")
         ->check(CLI::IsMember({"error", "warn", "info", "debug"}));
+    app->add_option("--grace", s.grace_seconds, "seconds requests in flight get to finish after SIGTERM")
+        ->check(CLI::Range(0.0, 3600.0));
 }
 
 }  // namespace
 
-HandlerConfig parse_command_line(int argc, char** argv) {
-    CLI::App app{"m2bridge: CGI and FastCGI applications behind Mongrel2", "m2bridge"};
-    app.set_version_flag("--version", std::string("m2bridge ") + kVersion);
-    app.require_subcommand(1);
-    HandlerConfig c;
+void finish_handler(HandlerConfig& h, bool file_keys) {
+    Namer name{file_keys};
+    if (!h.document_root.empty()) h.document_root = canonical_dir(h.document_root, name("document_root"));
+    if (h.index.find('/') != std::string::npos || h.index == "." || h.index == "..")
+        throw ConfigError(name("index") + ": must be a file name, not a path: " + h.index);
+    if (!h.disconnect_path.empty() && h.disconnect_path[0] != '/')
+        throw ConfigError(name("disconnect_path") + ": must be a path starting with /: " + h.disconnect_path);
+    if (h.mode == Mode::Cgi) {
+        const std::string what = file_keys ? "cgi" : "PATH";
+        h.max_requests = h.max_procs ? h.max_procs : default_max_procs();
+        char real[PATH_MAX];
+        struct stat st {};
+        if (!realpath(h.backend.c_str(), real) || stat(real, &st) != 0)
+            throw ConfigError(what + ": no such file or directory: " + h.backend);
+        h.backend = real;
+        h.cgi_directory = S_ISDIR(st.st_mode);
+        if (!h.cgi_directory && (!S_ISREG(st.st_mode) || access(real, X_OK) != 0))
+            throw ConfigError(what + ": not an executable file: " + h.backend);
+        for (const auto& var : h.pass_env)
+            if (var.empty() || var.find('=') != std::string::npos)
+                throw ConfigError(name("pass_env") + ": not a variable name: " + var);
+    } else if (h.spawns()) {
+        const std::string what = file_keys ? "spawn.command" : "--spawn";
+        if (h.spawn_command.empty()) throw ConfigError(what + ": no program given (… --spawn N -- CMD [ARG...])");
+        std::string program = find_program(h.spawn_command[0]);
+        if (program.empty()) throw ConfigError(what + ": not an executable program: " + h.spawn_command[0]);
+        h.spawn_command[0] = program;
+    } else {
+        sockaddr_storage addr;
+        socklen_t len;
+        std::string error = parse_backend_address(h.backend, addr, len);
+        if (!error.empty()) throw ConfigError((file_keys ? "fastcgi" : "ADDRESS") + std::string(": ") + h.backend + ": " + error);
+    }
+    if (!h.upload_store.empty()) {
+        auto slash = h.upload_store.rfind('/');
+        if (h.upload_store.size() < 6 || h.upload_store.compare(h.upload_store.size() - 6, 6, "XXXXXX") != 0 ||
+            slash == std::string::npos)
+            throw ConfigError(name("upload_store") +
+                              ": must be a path ending in XXXXXX, like Mongrel2's upload.temp_store: " + h.upload_store);
+        std::string dir = canonical_dir(slash == 0 ? "/" : h.upload_store.substr(0, slash), name("upload_store"));
+        h.upload_store = (dir == "/" ? "" : dir) + h.upload_store.substr(slash);
+        struct stat st {};
+        stat(dir.c_str(), &st);
+        h.upload_owner = st.st_uid;  // Mongrel2 writes its uploads into a directory it owns
+    }
+    check_endpoint(h.send_spec, name("send_spec"));
+    check_endpoint(h.recv_spec, name("recv_spec"));
+}
 
-    auto* fastcgi = app.add_subcommand("fastcgi", "send requests to a running FastCGI server");
-    add_common(fastcgi, c);
-    fastcgi->add_option("--script-filename", c.script_filename, "fixed SCRIPT_FILENAME (a front controller)");
-    fastcgi->add_flag("--keep-conn", c.keep_conn, "reuse backend connections (FCGI_KEEP_CONN)");
-    fastcgi->add_option("ADDRESS", c.backend, "unix:/path.sock or HOST:PORT")->required();
+void finish_service(ServiceConfig& c) {
+    log::Level level;
+    if (!log::parse_level(c.log_level, level))
+        throw ConfigError("log_level: must be error, warn, info or debug: " + c.log_level);
+    if (!c.user.empty() && !getpwnam(c.user.c_str())) throw ConfigError("user: no such user: " + c.user);
+    if (!c.metrics.empty()) {
+        std::string address = c.metrics.find(':') == std::string::npos ? "127.0.0.1:" + c.metrics : c.metrics;
+        sockaddr_storage addr;
+        socklen_t len;
+        std::string error = parse_backend_address(address, addr, len);
+        if (!error.empty() || address.rfind("unix:", 0) == 0)
+            throw ConfigError("metrics: not HOST:PORT: " + c.metrics + (error.empty() ? "" : ": " + error));
+    }
+    std::set<std::string> names, sends, recvs;
+    for (size_t i = 0; i < c.handlers.size(); ++i) {
+        HandlerConfig& h = c.handlers[i];
+        if (h.name.empty()) h.name = "handler-" + std::to_string(i + 1);
+        if (!names.insert(h.name).second) throw ConfigError("name: two handlers are called " + h.name);
+        // Two PULL sockets on one Handler would split its requests between them.
+        if (!sends.insert(h.send_spec).second)
+            throw ConfigError("send_spec: two handlers connect to " + h.send_spec);
+        if (!recvs.insert(h.recv_spec).second)
+            throw ConfigError("recv_spec: two handlers connect to " + h.recv_spec);
+    }
+}
+
+CommandLine parse_command_line(int argc, char** argv) {
+    CLI::App app{"m2bridge: CGI and FastCGI applications behind Mongrel2", "m2bridge"};
+    app.set_version_flag("--version", [] {
+        int major, minor, patch;
+        zmq_version(&major, &minor, &patch);
+        return std::string("m2bridge ") + kVersion + " (libzmq " + std::to_string(major) + "." +
+               std::to_string(minor) + "." + std::to_string(patch) + ", built " + __DATE__ + " with g++ " +
+               __VERSION__ + ")";
+    });
+    app.require_subcommand(0, 1);
+    CommandLine result;
+    ServiceConfig& service = result.config;
+    HandlerConfig c;
+    std::string config_file;
+    app.add_option("--config", config_file, "run every [[handler]] of this TOML file");
+    app.add_option("--log-level", service.log_level, "error, warn, info or debug (overrides the file's)")
+        ->check(CLI::IsMember({"error", "warn", "info", "debug"}));
+
+    auto* fastcgi = app.add_subcommand("fastcgi", "send requests to FastCGI servers, or to copies of one that m2bridge starts");
+    add_handler_options(fastcgi, c, Mode::FastCgi);
+    add_process_options(fastcgi, service);
+    fastcgi->add_option("--spawn", c.spawn_instances,
+                        "start N copies of the FastCGI program given after --, on a socket m2bridge owns")
+        ->check(CLI::Range(size_t{1}, size_t{1024}));
+    std::vector<std::string> fastcgi_args;
+    fastcgi->add_option("ADDRESS", fastcgi_args, "unix:/path.sock or HOST:PORT; with --spawn: -- CMD [ARG...]");
 
     auto* cgi = app.add_subcommand("cgi", "run a CGI program (or a directory of them) per request");
-    add_common(cgi, c);
-    size_t max_procs = 2 * std::max(1L, sysconf(_SC_NPROCESSORS_ONLN));
-    cgi->add_option("--max-procs", max_procs, "scripts running at once; the rest queue")
-        ->check(CLI::Range(size_t{1}, size_t{100000}));
-    cgi->add_option("--pass-env", c.pass_env, "pass this variable of m2bridge's environment to scripts");
+    add_handler_options(cgi, c, Mode::Cgi);
+    add_process_options(cgi, service);
     cgi->add_option("PATH", c.backend, "a CGI program, or a directory whose scripts the path picks")->required();
+
+    auto* check = app.add_subcommand("check", "validate the config file, print it resolved; exit 0 or 2");
+    check->add_option("--config", config_file, "the TOML file")->required();
 
     try {
         app.parse(argc, argv);
@@ -104,41 +237,95 @@ HandlerConfig parse_command_line(int argc, char** argv) {
         usage_error(what.empty() ? "bad command line (see --help)" : what);
     }
 
-    c.mode = cgi->parsed() ? Mode::Cgi : Mode::FastCgi;
-    if (!c.document_root.empty()) c.document_root = canonical_dir(c.document_root, "--document-root");
-    if (c.index.find('/') != std::string::npos || c.index == "." || c.index == "..")
-        usage_error("--index must be a file name, not a path: " + c.index);
-    if (c.mode == Mode::Cgi) {
-        c.max_requests = max_procs;
-        char real[PATH_MAX];
-        struct stat st {};
-        if (!realpath(c.backend.c_str(), real) || stat(real, &st) != 0)
-            usage_error("PATH: no such file or directory: " + c.backend);
-        c.backend = real;
-        c.cgi_directory = S_ISDIR(st.st_mode);
-        if (!c.cgi_directory && (!S_ISREG(st.st_mode) || access(real, X_OK) != 0))
-            usage_error("PATH: not an executable file: " + c.backend);
-        for (const auto& name : c.pass_env)
-            if (name.empty() || name.find('=') != std::string::npos) usage_error("--pass-env: not a variable name: " + name);
+    try {
+        if (!config_file.empty()) {
+            if (fastcgi->parsed() || cgi->parsed())
+                throw ConfigError("--config: give either a config file or a mode (fastcgi, cgi), not both");
+            std::string level = service.log_level;
+            bool level_given = app.count("--log-level") > 0;
+            service = load_config_file(config_file);
+            if (level_given) service.log_level = level;
+            result.action = check->parsed() ? Action::Check : Action::Run;
+            return result;
+        }
+        if (!fastcgi->parsed() && !cgi->parsed())
+            throw ConfigError("nothing to run: give a mode (fastcgi, cgi) or --config FILE (see --help)");
+        if (cgi->parsed()) {
+            c.mode = Mode::Cgi;
+        } else if (c.spawns()) {
+            c.spawn_command = fastcgi_args;
+        } else {
+            if (fastcgi_args.size() != 1)
+                throw ConfigError(fastcgi_args.empty() ? "ADDRESS: a FastCGI server address is required (or --spawn N -- CMD)"
+                                                       : "ADDRESS: one address, not " + std::to_string(fastcgi_args.size()) +
+                                                             " (several backends per handler are not supported yet)");
+            c.backend = fastcgi_args[0];
+        }
+        finish_handler(c, false);
+        service.handlers.push_back(std::move(c));
+        finish_service(service);
+    } catch (const ConfigError& e) {
+        usage_error(e.what());
+    }
+    return result;
+}
+
+namespace {
+
+toml::table handler_table(const HandlerConfig& h) {
+    toml::table t;
+    t.insert("name", h.name);
+    if (h.mode == Mode::Cgi) {
+        t.insert("cgi", h.backend);
+    } else if (h.spawns()) {
+        toml::array command;
+        for (const auto& arg : h.spawn_command) command.push_back(arg);
+        t.insert("spawn", toml::table{{"command", command}, {"instances", static_cast<int64_t>(h.spawn_instances)}});
     } else {
-        sockaddr_storage addr;
-        socklen_t len;
-        std::string error = parse_backend_address(c.backend, addr, len);
-        if (!error.empty()) usage_error("ADDRESS " + c.backend + ": " + error);
+        t.insert("fastcgi", h.backend);
     }
-    if (!c.upload_store.empty()) {
-        auto slash = c.upload_store.rfind('/');
-        if (c.upload_store.size() < 6 || c.upload_store.compare(c.upload_store.size() - 6, 6, "XXXXXX") != 0 ||
-            slash == std::string::npos)
-            usage_error("--upload-store must be a path ending in XXXXXX, like Mongrel2's upload.temp_store");
-        std::string dir = canonical_dir(slash == 0 ? "/" : c.upload_store.substr(0, slash), "--upload-store");
-        c.upload_store = (dir == "/" ? "" : dir) + c.upload_store.substr(slash);
-        struct stat st {};
-        stat(dir.c_str(), &st);
-        c.upload_owner = st.st_uid;  // Mongrel2 writes its uploads into a directory it owns
+    for (const OptionSpec& spec : handler_options()) {
+        if (!spec.applies_to(h.mode)) continue;
+        std::visit(
+            [&](auto member) {
+                using T = std::remove_cvref_t<decltype(h.*member)>;
+                const T& value = h.*member;
+                if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+                    toml::array list;
+                    for (const auto& v : value) list.push_back(v);
+                    t.insert(spec.key, list);
+                } else if constexpr (std::is_same_v<T, size_t>) {
+                    t.insert(spec.key, static_cast<int64_t>(value));
+                } else {
+                    t.insert(spec.key, value);
+                }
+            },
+            spec.field);
     }
-    if (c.send_spec.empty() || c.recv_spec.empty()) usage_error("--send-spec and --recv-spec must not be empty");
-    return c;
+    if (h.mode == Mode::Cgi) t.insert_or_assign("max_procs", static_cast<int64_t>(h.max_requests));
+    return t;
+}
+
+}  // namespace
+
+std::string to_toml(const HandlerConfig& h) {
+    std::ostringstream out;
+    out << handler_table(h);
+    return out.str();
+}
+
+std::string to_toml(const ServiceConfig& c) {
+    toml::table top;
+    if (!c.user.empty()) top.insert("user", c.user);
+    if (!c.metrics.empty()) top.insert("metrics", c.metrics);
+    top.insert("log_level", c.log_level);
+    top.insert("grace", c.grace_seconds);
+    toml::array handlers;
+    for (const auto& h : c.handlers) handlers.push_back(handler_table(h));
+    top.insert("handler", handlers);
+    std::ostringstream out;
+    out << top << "\n";
+    return out.str();
 }
 
 }  // namespace m2b

@@ -21,11 +21,14 @@ constexpr int kAdmissionsPerTurn = 256;
 constexpr size_t kDeliveryBytesPerTurn = 4 * 1024 * 1024;
 // Mongrel2 closes a flow-controlled connection whose queued bytes pass the window.
 constexpr uint64_t kWindowMargin = 1024;
+// Bounds what clients can make m2bridge remember or ask of the backend when they leave.
+constexpr size_t kMaxJsonSockets = 100000;
 
 }  // namespace
 
-Handler::Handler(Loop& loop, const HandlerConfig& config, Gateway& gateway, Mongrel2Link& link)
-    : loop_(loop), config_(config), gateway_(gateway), link_(link) {
+Handler::Handler(Loop& loop, const HandlerConfig& config, Gateway& gateway, Mongrel2Link& link,
+                 AccessLog* access_log)
+    : loop_(loop), config_(config), gateway_(gateway), link_(link), access_log_(access_log) {
     // One resolver for both modes: a directory to walk, or one fixed script.
     settings_.script.index = config.index;
     settings_.env.document_root = config.document_root;
@@ -45,7 +48,6 @@ Handler::Handler(Loop& loop, const HandlerConfig& config, Gateway& gateway, Mong
     settings_.reply.send_timeout = config.send_timeout();
     settings_.deadline = config.deadline();
     settings_.upload_owner = config.upload_owner;
-    reopen_logs();
     keepalive_timer_ = loop_.after(config_.keepalive(), [this] { keepalive_tick(); });
 }
 
@@ -55,22 +57,7 @@ Handler::~Handler() {
     if (pacing_timer_) loop_.cancel(pacing_timer_);
     for (auto& [id, c] : conns_)
         for (auto& t : c.queue) t->cancel();
-    if (access_log_ && access_log_ != stdout) fclose(access_log_);
-}
-
-void Handler::reopen_logs() {
-    if (config_.access_log.empty()) return;
-    if (config_.access_log == "-") {
-        access_log_ = stdout;
-        return;
-    }
-    FILE* f = fopen(config_.access_log.c_str(), "ae");
-    if (!f) {
-        log::error("cannot open access log ", config_.access_log, ": ", strerror(errno));
-        return;
-    }
-    if (access_log_ && access_log_ != stdout) fclose(access_log_);
-    access_log_ = f;
+    for (auto& t : notices_) t->cancel();
 }
 
 void Handler::on_message(std::string_view message) {
@@ -81,9 +68,16 @@ void Handler::on_message(std::string_view message) {
     }
     Request request = std::move(std::get<Request>(parsed));
     switch (request.kind) {
-        case MessageKind::Disconnect:
-            drop_connection(request.conn_id, "client went away");
+        case MessageKind::Disconnect: {
+            uint64_t conn = request.conn_id;
+            auto it = conns_.find(conn);
+            bool was_held = it != conns_.end() && it->second.held;
+            bool was_json_socket = json_sockets_.erase(conn) > 0;
+            drop_connection(conn, "client went away");
+            if (!config_.disconnect_path.empty() && (was_held || was_json_socket))
+                send_disconnect_notice(request.sender, conn);
             return;
+        }
         case MessageKind::Credits: {
             auto it = conns_.find(request.conn_id);
             if (it == conns_.end()) return;
@@ -105,8 +99,12 @@ void Handler::on_message(std::string_view message) {
         case MessageKind::Other:
             log::debug("conn=", request.conn_id, " ignored message with path ", log::printable(request.path));
             return;
-        case MessageKind::Http:
         case MessageKind::JsonSocket:
+            if (!config_.disconnect_path.empty() && json_sockets_.size() < kMaxJsonSockets)
+                json_sockets_.insert(request.conn_id);
+            on_request(std::move(request));
+            return;
+        case MessageKind::Http:
             on_request(std::move(request));
             return;
     }
@@ -243,6 +241,10 @@ void Handler::released(Transaction& t) {
 
 void Handler::finished(Transaction& t) {
     in_flight_.erase(&t);
+    if (t.discards_own_reply()) {
+        end_notice(t);
+        return;
+    }
     uint64_t conn = t.conn_id();
     auto it = conns_.find(conn);
     if (it != conns_.end()) {
@@ -307,6 +309,53 @@ void Handler::on_server_lost(std::string_view why) {
     for (uint64_t id : ids) drop_connection(id, "Mongrel2 went away");
     deliveries_.clear();
     ready_.clear();
+    json_sockets_.clear();
+}
+
+// --disconnect-path: the app learns that a client it held (or a JSON socket)
+// is gone, as the seed's chat handler learned it from Mongrel2. The request
+// takes a slot like any other; whatever it answers to the gone id is dropped.
+void Handler::send_disconnect_notice(const std::string& sender, uint64_t conn) {
+    if (notices_.size() >= config_.queue + config_.max_requests) {
+        log::warn("conn=", conn, " too many disconnect notices waiting; not telling ", config_.disconnect_path);
+        return;
+    }
+    Request r;
+    r.sender = sender;
+    r.conn_id = conn;
+    std::string_view target = config_.disconnect_path;
+    size_t query = target.find('?');
+    r.path = std::string(target.substr(0, query));
+    r.body = R"({"type":"disconnect"})";
+    auto add = [&](const char* name, std::string_view value) {
+        r.headers.push_back(Header{name, {std::string(value)}});
+    };
+    add("PATH", r.path);
+    add("URI", target);
+    if (query != std::string_view::npos) add("QUERY", target.substr(query + 1));
+    add("METHOD", "POST");
+    add("VERSION", "HTTP/1.1");
+    add("host", "localhost");
+    add("content-type", "application/json");
+    add("content-length", std::to_string(r.body.size()));
+    auto t = std::make_unique<Transaction>(loop_, gateway_, settings_, *this, std::move(r));
+    t->discard_own_reply();
+    Transaction& notice = *t;
+    notices_.push_back(std::move(t));
+    log::debug("conn=", conn, " gone; telling ", config_.disconnect_path);
+    admit(notice);
+}
+
+void Handler::end_notice(Transaction& t) {
+    in_flight_.erase(&t);
+    waiting_.erase(std::remove(waiting_.begin(), waiting_.end(), &t), waiting_.end());
+    auto pos = std::find_if(notices_.begin(), notices_.end(), [&](const auto& p) { return p.get() == &t; });
+    if (pos != notices_.end()) {
+        dispose(std::move(*pos));
+        notices_.erase(pos);
+    }
+    if (!waiting_.empty()) schedule_admissions();
+    check_shutdown();
 }
 
 // --- sending, pacing, credits -------------------------------------------------
@@ -350,6 +399,11 @@ void Handler::wake_paced() {
 }
 
 void Handler::abandon(Transaction& t) {
+    if (t.discards_own_reply()) {  // its client is gone already: nothing to close
+        t.cancel();
+        end_notice(t);
+        return;
+    }
     // `ctl cancel` closes at once; an empty reply would wait behind unread bytes.
     uint64_t ids[] = {t.conn_id()};
     for (const auto& m : encode_cancel(t.sender(), ids)) link_.send(m);
@@ -501,15 +555,20 @@ void Handler::keepalive_tick() {
 }
 
 void Handler::access_log(const Transaction& t) {
+    if (observer_) observer_(t.status(), t.elapsed_ms() / 1000);
     if (!access_log_) return;
     const Request& r = t.request();
-    fprintf(access_log_, "%s \"%s %s %s\" %d %llu %.1fms %.*s conn=%llu\n", log::printable(r.header_or("REMOTE_ADDR", "-")).c_str(),
-            log::printable(r.header_or("METHOD", "-")).c_str(), log::printable(r.header_or("URI", r.path)).c_str(),
-            log::printable(r.header_or("VERSION", "-")).c_str(), t.status(),
-            static_cast<unsigned long long>(t.bytes_sent()), t.elapsed_ms(),
-            static_cast<int>(gateway_.describe().size()), gateway_.describe().data(),
-            static_cast<unsigned long long>(r.conn_id));
-    fflush(access_log_);
+    char line[256];
+    std::string describe(gateway_.describe());
+    std::string text = log::printable(r.header_or("REMOTE_ADDR", "-")) + " \"" + log::printable(r.header_or("METHOD", "-")) +
+                       " " + log::printable(r.header_or("URI", r.path)) + " " + log::printable(r.header_or("VERSION", "-")) +
+                       "\"";
+    snprintf(line, sizeof line, " %d %llu %.1fms ", t.status(), static_cast<unsigned long long>(t.bytes_sent()),
+             t.elapsed_ms());
+    text += line;
+    text += describe;
+    text += " conn=" + std::to_string(r.conn_id) + (t.discards_own_reply() ? " disconnect-notice" : "") + "\n";
+    access_log_->write(text);
 }
 
 void Handler::shutdown(std::function<void()> done) {
@@ -520,7 +579,7 @@ void Handler::shutdown(std::function<void()> done) {
 }
 
 void Handler::check_shutdown() {
-    if (!on_drained_) return;
+    if (!on_drained_ || !notices_.empty()) return;
     for (const auto& [id, c] : conns_)
         if (!c.queue.empty()) return;
     if (shutdown_timer_) loop_.cancel(shutdown_timer_);

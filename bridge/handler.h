@@ -8,7 +8,6 @@
 // connections, and reply bytes (per request, in ReplyStream).
 #pragma once
 
-#include <cstdio>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -18,6 +17,7 @@
 #include <vector>
 
 #include "adapters/gateway.h"
+#include "bridge/access_log.h"
 #include "bridge/config.h"
 #include "bridge/loop.h"
 #include "bridge/m2_link.h"
@@ -27,7 +27,9 @@ namespace m2b {
 
 class Handler final : public TransactionOwner {
 public:
-    Handler(Loop& loop, const HandlerConfig& config, Gateway& gateway, Mongrel2Link& link);
+    // `access_log` may be null (none) and is shared with other handlers.
+    Handler(Loop& loop, const HandlerConfig& config, Gateway& gateway, Mongrel2Link& link,
+            AccessLog* access_log = nullptr);
     ~Handler() override;
 
     // A message from Mongrel2's PUSH socket.
@@ -38,9 +40,14 @@ public:
 
     // Stops taking requests; calls `done` once nothing is in flight.
     void shutdown(std::function<void()> done);
-    void reopen_logs();
     size_t in_flight() const { return in_flight_.size(); }
+    size_t queued() const { return waiting_.size(); }
     size_t connections() const { return conns_.size(); }
+    // Whether this handler still has state for a connection (a reload sends
+    // such connections' messages to the old handler until it is drained).
+    bool knows(uint64_t conn_id) const { return conns_.count(conn_id) > 0; }
+    // Called once per finished request: its status (0: none sent) and duration.
+    void set_observer(std::function<void(int status, double seconds)> observer) { observer_ = std::move(observer); }
 
     // TransactionOwner
     size_t send_window(uint64_t conn_id) override;
@@ -96,6 +103,8 @@ private:
     void check_shutdown();
     void drop_stalled_replies();
     void dispose(std::unique_ptr<Transaction> t);
+    void send_disconnect_notice(const std::string& sender, uint64_t conn_id);
+    void end_notice(Transaction& t);
 
     Loop& loop_;
     const HandlerConfig& config_;
@@ -117,7 +126,12 @@ private:
     Loop::TimerId keepalive_timer_ = 0;
     Loop::TimerId shutdown_timer_ = 0;
     std::function<void()> on_drained_;
-    FILE* access_log_ = nullptr;
+    AccessLog* access_log_;
+    std::function<void(int, double)> observer_;
+    // Connections that spoke as JSON sockets: when they leave, --disconnect-path is told.
+    std::unordered_set<uint64_t> json_sockets_;
+    // Requests to --disconnect-path: on no connection, so owned here.
+    std::vector<std::unique_ptr<Transaction>> notices_;
     std::shared_ptr<const char> alive_ = std::make_shared<const char>(0);  // guards posted tasks
 };
 

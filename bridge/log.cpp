@@ -3,13 +3,25 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <sys/stat.h>
 #include <sys/time.h>
 
 namespace m2b::log {
 
 namespace {
 Level g_level = Level::Info;
-const bool g_journal = std::getenv("JOURNAL_STREAM") != nullptr;
+// systemd sets JOURNAL_STREAM=DEVICE:INODE of the stream it connected to
+// stderr; stderr redirected elsewhere (a file, a pipe) keeps the variable but
+// not the inode, and then gets timestamps like any terminal.
+bool stderr_is_journal() {
+    const char* stream = std::getenv("JOURNAL_STREAM");
+    if (!stream) return false;
+    unsigned long long device = 0, inode = 0;
+    if (std::sscanf(stream, "%llu:%llu", &device, &inode) != 2) return false;
+    struct stat st {};
+    return fstat(2, &st) == 0 && st.st_dev == device && st.st_ino == inode;
+}
+const bool g_journal = stderr_is_journal();
 }  // namespace
 
 void set_level(Level level) { g_level = level; }

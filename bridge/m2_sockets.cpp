@@ -67,6 +67,12 @@ void Mongrel2Sockets::stop_receiving() {
     if (!receiving_) return;
     receiving_ = false;
     loop_.unwatch(pull_fd_);
+    // Mongrel2 then pushes to the handlers still connected (or keeps the
+    // requests until one connects) instead of into a queue no one reads.
+    try {
+        pull_.disconnect(send_spec_);
+    } catch (const zmq::error_t&) {
+    }
 }
 
 void Mongrel2Sockets::drain() {
@@ -111,7 +117,7 @@ void Mongrel2Sockets::drain_monitor() {
         if (!got) return;
         uint16_t id = 0;
         if (event.size() >= 2) std::memcpy(&id, event.data(), 2);
-        if (id == ZMQ_EVENT_DISCONNECTED && on_server_lost_)
+        if (id == ZMQ_EVENT_DISCONNECTED && receiving_ && on_server_lost_)
             on_server_lost_("at " + send_spec_ + " disconnected");
     }
 }

@@ -1,24 +1,28 @@
-// Wires the pieces together: command line, loop, backend gateway, Mongrel2 handler.
+// The process: command line or config file, privileges, the service, signals
+// and systemd's notify protocol.
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <memory>
+#include <cstring>
 #include <exception>
+#include <grp.h>
+#include <pwd.h>
+#include <unistd.h>
 
 #ifdef M2B_HAVE_SYSTEMD
 #include <systemd/sd-daemon.h>
 #endif
 
-#include "adapters/cgi/runner.h"
-#include "adapters/fastcgi/client.h"
 #include "bridge/config.h"
-#include "bridge/handler.h"
 #include "bridge/log.h"
 #include "bridge/loop.h"
-#include "bridge/m2_sockets.h"
+#include "bridge/service.h"
 #include "bridge/version.h"
 
 namespace {
+
+using namespace m2b;
 
 void notify(const char* state) {
 #ifdef M2B_HAVE_SYSTEMD
@@ -28,39 +32,96 @@ void notify(const char* state) {
 #endif
 }
 
-constexpr auto kShutdownGrace = std::chrono::seconds(10);
+// systemd's WatchdogSec: a ping at half the interval, from the loop, so a
+// stuck loop stops the pings and systemd restarts the service.
+void start_watchdog(Loop& loop) {
+#ifdef M2B_HAVE_SYSTEMD
+    uint64_t usec = 0;
+    if (sd_watchdog_enabled(0, &usec) <= 0 || usec == 0) return;
+    auto interval = std::chrono::milliseconds(std::max<uint64_t>(1, usec / 2000));
+    struct Pinger {
+        static void ping(Loop& loop, std::chrono::milliseconds interval) {
+            notify("WATCHDOG=1");
+            loop.after(interval, [&loop, interval] { ping(loop, interval); });
+        }
+    };
+    Pinger::ping(loop, interval);
+#else
+    (void)loop;
+#endif
+}
+
+// Before any request is read: the process becomes `user` with its groups.
+void drop_privileges(const std::string& user) {
+    if (user.empty()) return;
+    errno = 0;
+    const passwd* pw = getpwnam(user.c_str());
+    if (!pw) throw ConfigError("user: no such user: " + user);
+    if (geteuid() != 0) {
+        if (geteuid() == pw->pw_uid) return;
+        throw ConfigError("user: only root can switch to " + user + " (m2bridge runs as uid " +
+                          std::to_string(geteuid()) + ")");
+    }
+    if (initgroups(pw->pw_name, pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0)
+        throw ConfigError("user: cannot switch to " + user + ": " + strerror(errno));
+    if (pw->pw_uid != 0 && setuid(0) == 0) throw ConfigError("user: switched to " + user + " but root came back");
+    log::info("running as ", user, " (uid ", pw->pw_uid, ")");
+}
+
+// CGI scripts are whatever sits in a directory: never run them as root by accident.
+void refuse_root_cgi(const ServiceConfig& config) {
+    if (geteuid() != 0) return;
+    for (const HandlerConfig& h : config.handlers)
+        if (h.mode == Mode::Cgi && !h.allow_root)
+            throw ConfigError((config.config_file.empty() ? std::string() : "handler " + h.name + ": ") +
+                              "refusing to run CGI scripts as root: give " +
+                              (config.config_file.empty() ? "--user NAME to drop privileges, or --allow-root"
+                                                          : "user = \"NAME\" (top level) to drop privileges, or allow_root = true") +
+                              " to run them as root");
+}
+
+void reload(Service& service, const std::string& running_user) {
+    const std::string& file = service.config().config_file;
+    notify("RELOADING=1");
+    if (!file.empty()) {
+        try {
+            ServiceConfig next = load_config_file(file);
+            if (next.user != running_user)
+                log::warn("reload: user changed to '", next.user, "'; that takes a restart, staying '", running_user, "'");
+            next.user = running_user;
+            refuse_root_cgi(next);
+            service.reload(next);
+            log::Level level;
+            if (log::parse_level(next.log_level, level)) log::set_level(level);
+            log::info("reloaded ", file, ": ", next.handlers.size(), " handler(s)");
+        } catch (const std::exception& e) {
+            log::error("reload refused, the running config stays: ", e.what());
+        }
+    }
+    service.reopen_logs();
+    notify("READY=1");
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
-    using namespace m2b;
-    HandlerConfig config = parse_command_line(argc, argv);
+    CommandLine command = parse_command_line(argc, argv);
+    ServiceConfig& config = command.config;
+    if (command.action == Action::Check) {
+        std::fputs(to_toml(config).c_str(), stdout);
+        return 0;
+    }
     log::Level level;
     log::parse_level(config.log_level, level);
     log::set_level(level);
     std::signal(SIGPIPE, SIG_IGN);
 
     try {
+        drop_privileges(config.user);
+        refuse_root_cgi(config);
         Loop loop;
-        std::unique_ptr<Gateway> gateway;
-        if (config.mode == Mode::Cgi) {
-            CgiOptions options;
-            options.timeout = config.timeout();
-            for (const auto& name : config.pass_env)
-                if (const char* value = std::getenv(name.c_str())) options.passed_env.push_back(name + "=" + value);
-            gateway = std::make_unique<CgiGateway>(loop, std::move(options));
-        } else {
-            FastcgiOptions options;
-            options.address = config.backend;
-            options.timeout = config.timeout();
-            options.keep_conn = config.keep_conn;
-            options.max_idle = std::max<size_t>(1, std::min<size_t>(config.max_requests, 16));
-            gateway = std::make_unique<FastcgiGateway>(loop, options);
-        }
-        Mongrel2Sockets sockets(loop, config.send_spec, config.recv_spec);
-        Handler handler(loop, config, *gateway, sockets);
-        sockets.set_receiver([&](std::string_view m) { handler.on_message(m); },
-                             [&](std::string_view why) { handler.on_server_lost(why); });
+        Service service(loop);
+        service.start(config);
 
         bool stopping = false;
         auto stop = [&] {
@@ -70,9 +131,9 @@ int main(int argc, char** argv) {
             }
             stopping = true;
             notify("STOPPING=1");
-            log::info("stopping: finishing ", handler.in_flight(), " request(s) in flight");
-            handler.shutdown([&] { loop.stop(); });
-            loop.after(std::chrono::duration_cast<std::chrono::milliseconds>(kShutdownGrace), [&] {
+            log::info("stopping: finishing ", service.in_flight(), " request(s) in flight");
+            service.stop([&] { loop.stop(); });
+            loop.after(HandlerConfig::ms(config.grace_seconds), [&] {
                 log::warn("grace time over; exiting with requests still in flight");
                 loop.stop();
             });
@@ -80,16 +141,18 @@ int main(int argc, char** argv) {
         loop.on_signal(SIGTERM, stop);
         loop.on_signal(SIGINT, stop);
         loop.on_signal(SIGHUP, [&] {
-            notify("RELOADING=1");
-            handler.reopen_logs();
-            notify("READY=1");
+            if (!stopping) reload(service, config.user);
         });
+        start_watchdog(loop);
 
-        log::info("m2bridge ", kVersion, config.mode == Mode::Cgi ? " cgi " : " fastcgi ", config.backend, " <- ", config.send_spec, " -> ",
-                  config.recv_spec);
+        log::info("m2bridge ", kVersion, " ready: ", config.handlers.size(), " handler(s)",
+                  config.config_file.empty() ? "" : " from " + config.config_file);
         notify("READY=1");
         loop.run();
-        loop.run_posted();  // before the handler and gateway they refer to are destroyed
+        loop.run_posted();  // before the handlers and gateways they refer to are destroyed
+    } catch (const ConfigError& e) {
+        std::fprintf(stderr, "m2bridge: %s\n", e.what());
+        return 2;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "m2bridge: %s\n", e.what());
         return 2;

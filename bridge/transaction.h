@@ -74,6 +74,12 @@ public:
     // `close` ends the connection after it.
     void refuse(int status, std::string why, bool close);
 
+    // A request m2bridge makes itself (--disconnect-path) for a client that is
+    // gone: whatever would go back to that connection is dropped; a deliver to
+    // other connections still goes out.
+    void discard_own_reply() { discard_own_reply_ = true; }
+    bool discards_own_reply() const { return discard_own_reply_; }
+
     void wait_for_slot() { state_ = State::Waiting; }
     void start();
     // The client is gone: stop everything, send nothing, call nobody.
@@ -99,8 +105,10 @@ public:
 
 private:
     // ReplyConnection
-    size_t send_window() override { return owner_.send_window(request_.conn_id); }
-    void send(std::string_view bytes) override { owner_.send_to(request_.sender, request_.conn_id, bytes); }
+    size_t send_window() override { return discard_own_reply_ ? SIZE_MAX : owner_.send_window(request_.conn_id); }
+    void send(std::string_view bytes) override {
+        if (!discard_own_reply_) owner_.send_to(request_.sender, request_.conn_id, bytes);
+    }
     void backend_paused(bool paused) override;
     void reply_flushed() override;
     void reply_stalled() override;
@@ -130,6 +138,7 @@ private:
     bool nph_ = false;  // nph-* CGI script: its output is the whole HTTP response
     Loop::Clock::time_point started_at_ = Loop::now();
     State state_ = State::Queued;
+    bool discard_own_reply_ = false;
     ReplyStream stream_;
 
     int upload_fd_ = -1;

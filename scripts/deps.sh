@@ -10,6 +10,7 @@ PACKAGES="
   libtomlplusplus-dev libsystemd-dev libcli11-dev
   mongrel2-core php-fpm php-cgi curl python3 perl procps
   clang libclang-rt-14-dev python3-zmq
+  debhelper dpkg-dev lintian chromium chromium-driver python3-selenium fakeroot
 "
 # Only for bench/: nginx and wrk as the baseline.
 BENCH_PACKAGES="nginx-light wrk fcgiwrap"

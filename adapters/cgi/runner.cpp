@@ -1,4 +1,5 @@
 #include "adapters/cgi/runner.h"
+#include "adapters/child_claims.h"
 
 #include "adapters/silence_timer.h"
 #include "bridge/log.h"
@@ -399,8 +400,8 @@ CgiGateway::CgiGateway(Loop& loop, CgiOptions options) : loop_(loop), options_(s
 
 CgiGateway::~CgiGateway() {
     for (auto& [pid, cb] : children_) ::kill(-pid, SIGKILL);
-    while (waitpid(-1, nullptr, WNOHANG) > 0) {
-    }
+    for (auto& [pid, cb] : children_) cb = nullptr;
+    reap();
 }
 
 void CgiGateway::on_exit(pid_t pid, std::function<void(int)> callback) { children_[pid] = std::move(callback); }
@@ -419,16 +420,28 @@ void CgiGateway::kill_group(pid_t pgid, const std::string& cgroup) {
     }));
 }
 
+// Our scripts by pid, then any other waitable child (grandchildren adopted as
+// subreaper), but never one the spawner reaps through its pidfd: peeked first
+// with WNOWAIT, and left for its owner.
 void CgiGateway::reap() {
-    int status = 0;
-    pid_t pid;
-    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-        auto it = children_.find(pid);
-        if (it == children_.end()) continue;  // a grandchild we adopted
-        auto callback = std::move(it->second);
-        children_.erase(it);
-        if (callback) callback(status);
+    std::vector<std::pair<std::function<void(int)>, int>> exited;
+    for (auto it = children_.begin(); it != children_.end();) {
+        int status = 0;
+        if (waitpid(it->first, &status, WNOHANG) == it->first) {
+            exited.emplace_back(std::move(it->second), status);
+            it = children_.erase(it);
+        } else {
+            ++it;
+        }
     }
+    for (;;) {
+        siginfo_t info{};
+        if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid == 0) break;
+        if (child_claims::is_claimed(info.si_pid)) break;  // its owner reaps it on its next turn
+        waitpid(info.si_pid, nullptr, WNOHANG);
+    }
+    for (auto& [callback, status] : exited)
+        if (callback) callback(status);
     cgroups_.sweep();  // a released request cgroup may be empty now
 }
 

@@ -33,6 +33,7 @@ public:
     std::unique_ptr<Exchange> start(const CgiEnv& env, const BodySource& body, uint64_t conn_id,
                                     ExchangeSink& sink) override;
     std::string_view describe() const override { return options_.address; }
+    size_t idle_connections() const override { return idle_.size(); }
 
     // Used by exchanges.
     int connect_new(int& error);  // a non-blocking socket, connect in progress or done

@@ -1,6 +1,9 @@
 /* A small FastCGI responder on libfcgi, the kind of C app m2bridge puts
- * behind Mongrel2. It listens itself (no spawner needed):
+ * behind Mongrel2. With an address it listens itself:
  *     fcgi-hello unix:/tmp/hello.sock     or     fcgi-hello 127.0.0.1:9000
+ * With none it serves on the listening socket it was given as fd 0
+ * (FCGI_LISTENSOCK_FILENO), as any FastCGI app started by a spawner does:
+ *     m2bridge fastcgi --spawn 4 -- fcgi-hello
  * GET prints a greeting with the request's CGI variables; POST echoes the body. */
 #include <fcgiapp.h>
 #include <stdio.h>
@@ -13,17 +16,20 @@ static const char *var(FCGX_Request *r, const char *name) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s unix:/path.sock | HOST:PORT\n", argv[0]);
+    if (argc > 2) {
+        fprintf(stderr, "usage: %s [unix:/path.sock | HOST:PORT]   (none: the socket on fd 0)\n", argv[0]);
         return 2;
     }
-    const char *address = argv[1];
-    if (strncmp(address, "unix:", 5) == 0) address += 5;
     if (FCGX_Init() != 0) return 1;
-    int sock = FCGX_OpenSocket(address, 128);
-    if (sock < 0) {
-        fprintf(stderr, "cannot listen on %s\n", argv[1]);
-        return 1;
+    int sock = 0; /* FCGI_LISTENSOCK_FILENO, from a spawner */
+    if (argc == 2) {
+        const char *address = argv[1];
+        if (strncmp(address, "unix:", 5) == 0) address += 5;
+        sock = FCGX_OpenSocket(address, 128);
+        if (sock < 0) {
+            fprintf(stderr, "cannot listen on %s\n", argv[1]);
+            return 1;
+        }
     }
     FCGX_Request req;
     FCGX_InitRequest(&req, sock, 0);

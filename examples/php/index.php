@@ -6,5 +6,4 @@ foreach (['REQUEST_METHOD', 'REQUEST_URI', 'SCRIPT_NAME', 'PATH_INFO', 'QUERY_ST
           'X_MONGREL2_CONN_ID'] as $name) {
     printf("%-20s %s\n", $name, $_SERVER[$name] ?? '');
 }
-echo "\nTry the long-poll chat: curl localhost:6767/chat/wait.php in one shell,\n";
-echo "then curl -d 'hi all' localhost:6767/chat/say.php in another.\n";
+echo "\nFor a long-poll chat in the browser, run examples/chat/run.sh.\n";

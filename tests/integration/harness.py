@@ -108,8 +108,9 @@ class Mongrel2:
     """Debian's mongrel2 1.12 with one Handler. `routes` maps a pattern to
     'bridge' (the handler) or to a Dir spec."""
 
-    def __init__(self, workdir, routes=None, protocol="json", settings=None, raw_payload=False):
+    def __init__(self, workdir, routes=None, protocol="json", settings=None, raw_payload=False, handlers=("bridge",)):
         self.dir = os.path.join(workdir, "m2")
+        self.handler_names = list(handlers)
         for d in ("run", "logs", "tmp"):
             os.makedirs(os.path.join(self.dir, d), exist_ok=True)
         # A port free a moment ago can be taken before Mongrel2 binds it (an outgoing
@@ -117,7 +118,7 @@ class Mongrel2:
         # every request gets its own 404, so check it holds all three and else start again.
         for attempt in range(5):
             self._start(workdir, routes, protocol, settings, raw_payload)
-            ports = {self.port, self.send_port, self.recv_port}
+            ports = {self.port} | {int(spec.rsplit(":", 1)[1]) for pair in self.specs.values() for spec in pair}
             try:
                 wait_until(lambda: ports <= listening_ports(self.process.proc.pid) or not self.process.alive(),
                            timeout=10, what="mongrel2 to listen on %s" % sorted(ports))
@@ -133,9 +134,12 @@ class Mongrel2:
         raise RuntimeError("mongrel2 did not get its ports: " + open(self.process.log_path).read()[-2000:])
 
     def _start(self, workdir, routes, protocol, settings, raw_payload):
-        self.port, self.send_port, self.recv_port = free_ports(3)
-        self.send_spec = "tcp://127.0.0.1:%d" % self.send_port
-        self.recv_spec = "tcp://127.0.0.1:%d" % self.recv_port
+        ports = free_ports(1 + 2 * len(self.handler_names))
+        self.port, self.send_port, self.recv_port = ports[:3]
+        # Each handler's (send_spec, recv_spec); the first one's are also self.send_spec/recv_spec.
+        self.specs = {name: ("tcp://127.0.0.1:%d" % ports[1 + 2 * i], "tcp://127.0.0.1:%d" % ports[2 + 2 * i])
+                      for i, name in enumerate(self.handler_names)}
+        self.send_spec, self.recv_spec = self.specs[self.handler_names[0]]
         self.upload_store = os.path.join(self.dir, "tmp", "upload.XXXXXX")
         self.uuid = str(uuid.uuid4())
         routes = routes or {"/": "bridge"}
@@ -144,9 +148,11 @@ class Mongrel2:
         merged.update(settings or {})
         route_text = ", ".join("'%s': %s" % (p, h) for p, h in routes.items())
         settings_text = ", ".join("'%s': %s" % (k, v if v.isdigit() else "'%s'" % v) for k, v in merged.items())
-        conf = f"""
-bridge = Handler(send_spec='{self.send_spec}', send_ident='{uuid.uuid4()}',
-                 recv_spec='{self.recv_spec}', recv_ident='', protocol='{protocol}', raw_payload={int(raw_payload)})
+        handler_text = "".join(f"""
+{name} = Handler(send_spec='{send}', send_ident='{uuid.uuid4()}',
+                 recv_spec='{recv}', recv_ident='', protocol='{protocol}', raw_payload={int(raw_payload)})"""
+                               for name, (send, recv) in self.specs.items())
+        conf = f"""{handler_text}
 main = Server(uuid='{self.uuid}', name='main', bind_addr='127.0.0.1', port={self.port},
               access_log='logs/access.log', error_log='logs/error.log', pid_file='run/mongrel2.pid',
               control_port='ipc://run/control', default_host='localhost',
@@ -231,7 +237,9 @@ class Bridge:
         argv = [M2BRIDGE, mode, "--send-spec", front.send_spec, "--recv-spec", front.recv_spec]
         if getattr(front, "upload_store", None):
             argv += ["--upload-store", front.upload_store]
-        argv += list(args) + [backend_address]
+        if mode == "cgi" and os.geteuid() == 0 and "--user" not in args:
+            argv.append("--allow-root")  # the tests run as root; m2bridge cgi refuses that unless told
+        argv += list(args) + ([backend_address] if backend_address is not None else [])
         self.process = Process(argv, self.log_path, env=env)
         wait_until(lambda: "m2bridge" in self.process.output() or not self.process.alive(), what="m2bridge start")
         if not self.process.alive():

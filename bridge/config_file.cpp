@@ -1,0 +1,193 @@
+// The TOML config file (m2bridge.toml(5)): top-level process keys and one
+// [[handler]] table per Mongrel2 Handler. Every mistake is one ConfigError
+// "FILE:LINE: key: what is wrong".
+#include <cmath>
+#include <string>
+#include <toml++/toml.h>
+
+#include "bridge/config.h"
+#include "bridge/config_options.h"
+
+namespace m2b {
+
+namespace {
+
+const char* type_name(const toml::node& n) {
+    switch (n.type()) {
+        case toml::node_type::string: return "a string";
+        case toml::node_type::integer: return "an integer";
+        case toml::node_type::floating_point: return "a number";
+        case toml::node_type::boolean: return "a boolean";
+        case toml::node_type::array: return "an array";
+        case toml::node_type::table: return "a table";
+        default: return "a date or time";
+    }
+}
+
+class FileReader {
+public:
+    explicit FileReader(std::string path) : path_(std::move(path)) {}
+
+    ServiceConfig read() {
+        toml::table top;
+        try {
+            top = toml::parse_file(path_);
+        } catch (const toml::parse_error& e) {
+            throw ConfigError(path_ + ":" + std::to_string(e.source().begin.line) + ": " + std::string(e.description()));
+        } catch (const std::exception& e) {
+            throw ConfigError(path_ + ": " + e.what());
+        }
+        ServiceConfig c;
+        c.config_file = path_;
+        bool any_handler = false;
+        for (auto&& [key, node] : top) {
+            std::string k(key.str());
+            if (k == "user") c.user = text(node, k);
+            else if (k == "metrics") c.metrics = text(node, k);
+            else if (k == "log_level") c.log_level = text(node, k);
+            else if (k == "grace") c.grace_seconds = seconds(node, k, 0, 3600, false);
+            else if (k == "handler") {
+                const toml::array* list = node.as_array();
+                if (!list || !list->is_array_of_tables())
+                    fail(node, k, "must be tables: write each one as [[handler]]");
+                for (const toml::node& table : *list) {
+                    c.handlers.push_back(handler(*table.as_table(), c.handlers.size() + 1));
+                    any_handler = true;
+                }
+            } else {
+                fail(node, k, std::string("unknown key") +
+                                  (is_handler_key(k) ? " at the top level: it belongs in a [[handler]] table" : ""));
+            }
+        }
+        if (!any_handler) throw ConfigError(path_ + ": no [[handler]] table: nothing to run");
+        try {
+            finish_service(c);
+        } catch (const ConfigError& e) {
+            throw ConfigError(path_ + ": " + e.what());
+        }
+        return c;
+    }
+
+private:
+    [[noreturn]] void fail(const toml::node& n, const std::string& key, const std::string& what) const {
+        throw ConfigError(path_ + ":" + std::to_string(n.source().begin.line) + ": " + key + ": " + what);
+    }
+    static bool is_handler_key(const std::string& k) {
+        for (const OptionSpec& spec : handler_options())
+            if (k == spec.key) return true;
+        return k == "name" || k == "fastcgi" || k == "cgi" || k == "spawn";
+    }
+
+    std::string text(const toml::node& n, const std::string& key) const {
+        if (!n.is_string()) fail(n, key, std::string("must be a string, not ") + type_name(n));
+        return *n.value<std::string>();
+    }
+    bool flag(const toml::node& n, const std::string& key) const {
+        if (!n.is_boolean()) fail(n, key, std::string("must be true or false, not ") + type_name(n));
+        return *n.value<bool>();
+    }
+    double number(const toml::node& n, const std::string& key) const {
+        if (!n.is_number()) fail(n, key, std::string("must be a number, not ") + type_name(n));
+        return *n.value<double>();
+    }
+    double seconds(const toml::node& n, const std::string& key, double min, double max, bool zero_ok) const {
+        double v = number(n, key);
+        if (!((v >= min && v <= max) || (zero_ok && v == 0)) || std::isnan(v))
+            fail(n, key, "must be between " + std::to_string(min) + " and " + std::to_string(max));
+        return v;
+    }
+    size_t count(const toml::node& n, const std::string& key) const {
+        if (!n.is_integer()) fail(n, key, std::string("must be an integer, not ") + type_name(n));
+        int64_t v = *n.value<int64_t>();
+        if (v < 0) fail(n, key, "must not be negative");
+        return static_cast<size_t>(v);
+    }
+    std::vector<std::string> names(const toml::node& n, const std::string& key) const {
+        const toml::array* list = n.as_array();
+        if (!list) fail(n, key, std::string("must be an array of strings, not ") + type_name(n));
+        std::vector<std::string> out;
+        for (const toml::node& item : *list) out.push_back(text(item, key));
+        return out;
+    }
+
+    HandlerConfig handler(const toml::table& t, size_t position) {
+        HandlerConfig h;
+        const std::string where = "handler " + std::to_string(position);
+        const toml::node* backend = nullptr;
+        int backends = 0;
+        for (const char* kind : {"fastcgi", "cgi", "spawn"})
+            if (const toml::node* n = t.get(kind)) {
+                backend = n;
+                ++backends;
+            }
+        if (backends != 1)
+            throw ConfigError(path_ + ":" + std::to_string(t.source().begin.line) + ": " + where +
+                              ": give exactly one of fastcgi, cgi or spawn");
+        if (const toml::node* n = t.get("fastcgi")) {
+            h.backend = text(*n, "fastcgi");
+        } else if (const toml::node* n = t.get("cgi")) {
+            h.mode = Mode::Cgi;
+            h.backend = text(*n, "cgi");
+        } else {
+            const toml::table* spawn = backend->as_table();
+            if (!spawn) fail(*backend, "spawn", "must be a table: spawn = { command = [...], instances = N }");
+            for (auto&& [key, node] : *spawn) {
+                std::string k(key.str());
+                if (k == "command") h.spawn_command = names(node, "spawn.command");
+                else if (k == "instances") h.spawn_instances = count(node, "spawn.instances");
+                else fail(node, "spawn." + k, "unknown key (spawn has command and instances)");
+            }
+            if (h.spawn_command.empty()) fail(*backend, "spawn.command", "must name the program to start");
+            if (h.spawn_instances == 0) h.spawn_instances = 1;
+            if (h.spawn_instances > 1024) fail(*backend, "spawn.instances", "must be between 1 and 1024");
+        }
+        for (auto&& [key, node] : t) {
+            std::string k(key.str());
+            if (k == "fastcgi" || k == "cgi" || k == "spawn") continue;
+            if (k == "name") {
+                h.name = text(node, k);
+                continue;
+            }
+            const OptionSpec* spec = nullptr;
+            for (const OptionSpec& s : handler_options())
+                if (k == s.key) spec = &s;
+            if (!spec) fail(node, k, k == "user" || k == "metrics" || k == "log_level" || k == "grace"
+                                         ? "is a top-level key (one per process), not a handler key"
+                                         : "unknown key");
+            if (!spec->applies_to(h.mode))
+                fail(node, k, std::string("applies only to ") + (h.mode == Mode::Cgi ? "fastcgi" : "cgi") + " handlers");
+            std::visit(
+                [&](auto member) {
+                    using T = std::remove_reference_t<decltype(h.*member)>;
+                    if constexpr (std::is_same_v<T, bool>) {
+                        h.*member = flag(node, k);
+                    } else if constexpr (std::is_same_v<T, std::string>) {
+                        h.*member = text(node, k);
+                    } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+                        h.*member = names(node, k);
+                    } else {
+                        double v = std::is_same_v<T, size_t> ? static_cast<double>(count(node, k)) : number(node, k);
+                        std::string range = spec->check(v);
+                        if (!range.empty()) fail(node, k, "must be " + range);
+                        h.*member = static_cast<T>(v);
+                    }
+                },
+                spec->field);
+        }
+        try {
+            finish_handler(h, true);
+        } catch (const ConfigError& e) {
+            throw ConfigError(path_ + ":" + std::to_string(t.source().begin.line) + ": " + where +
+                              (h.name.empty() ? "" : " (" + h.name + ")") + ": " + e.what());
+        }
+        return h;
+    }
+
+    std::string path_;
+};
+
+}  // namespace
+
+ServiceConfig load_config_file(const std::string& path) { return FileReader(path).read(); }
+
+}  // namespace m2b
