@@ -109,7 +109,15 @@ void add_process_options(CLI::App* app, ServiceConfig& s) {
     app->add_option("--log-level", s.log_level, "error, warn, info or debug")
         ->check(CLI::IsMember({"error", "warn", "info", "debug"}));
     app->add_option("--grace", s.grace_seconds, "seconds requests in flight get to finish after SIGTERM")
-        ->check(CLI::Range(0.0, 3600.0));
+        ->check(CLI::Validator(
+            [](std::string& v) {
+                char* end = nullptr;
+                double d = std::strtod(v.c_str(), &end);
+                // Written so that NaN fails too.
+                return end != v.c_str() && !*end && d >= 0 && d <= 3600 ? std::string()
+                                                                        : v + ": must be between 0 and 3600";
+            },
+            "0-3600"));
 }
 
 }  // namespace
@@ -245,6 +253,7 @@ CommandLine parse_command_line(int argc, char** argv) {
             bool level_given = app.count("--log-level") > 0;
             service = load_config_file(config_file);
             if (level_given) service.log_level = level;
+            result.log_level_given = level_given;
             result.action = check->parsed() ? Action::Check : Action::Run;
             return result;
         }

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <sys/types.h>
 #include <vector>
 
@@ -80,6 +81,7 @@ enum class Action { Run, Check };
 struct CommandLine {
     Action action = Action::Run;
     ServiceConfig config;
+    bool log_level_given = false;  // --log-level next to --config: it outlasts reloads
 };
 
 // Parses argv (and the config file it names). On --help/--version prints and
@@ -89,6 +91,8 @@ CommandLine parse_command_line(int argc, char** argv);
 // Reads and checks a TOML config file (config_file.cpp). Throws ConfigError
 // "FILE:LINE: key: what is wrong".
 ServiceConfig load_config_file(const std::string& path);
+// The same for a file's text; `path` only names it in errors.
+ServiceConfig load_config_text(std::string_view text, const std::string& path);
 
 // Checks one handler and resolves its paths (realpath, the upload store's
 // owner, the backend address). Throws ConfigError naming the option.

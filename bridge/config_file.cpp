@@ -1,7 +1,11 @@
 // The TOML config file (m2bridge.toml(5)): top-level process keys and one
 // [[handler]] table per Mongrel2 Handler. Every mistake is one ConfigError
 // "FILE:LINE: key: what is wrong".
+#include <cerrno>
 #include <cmath>
+#include <cstring>
+#include <fstream>
+#include <optional>
 #include <string>
 #include <toml++/toml.h>
 
@@ -28,10 +32,10 @@ class FileReader {
 public:
     explicit FileReader(std::string path) : path_(std::move(path)) {}
 
-    ServiceConfig read() {
+    ServiceConfig read(std::string_view source) {
         toml::table top;
         try {
-            top = toml::parse_file(path_);
+            top = toml::parse(source, path_);
         } catch (const toml::parse_error& e) {
             throw ConfigError(path_ + ":" + std::to_string(e.source().begin.line) + ": " + std::string(e.description()));
         } catch (const std::exception& e) {
@@ -88,7 +92,9 @@ private:
     }
     double number(const toml::node& n, const std::string& key) const {
         if (!n.is_number()) fail(n, key, std::string("must be a number, not ") + type_name(n));
-        return *n.value<double>();
+        std::optional<double> v = n.value<double>();  // empty for an integer no double holds exactly
+        if (!v || std::isnan(*v)) fail(n, key, "out of range");
+        return *v;
     }
     double seconds(const toml::node& n, const std::string& key, double min, double max, bool zero_ok) const {
         double v = number(n, key);
@@ -188,6 +194,19 @@ private:
 
 }  // namespace
 
-ServiceConfig load_config_file(const std::string& path) { return FileReader(path).read(); }
+ServiceConfig load_config_text(std::string_view text, const std::string& path) { return FileReader(path).read(text); }
+
+ServiceConfig load_config_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw ConfigError(path + ": cannot read: " + std::strerror(errno));
+    // A config is small; anything this large is a mistake (a log file named by accident).
+    constexpr std::streamsize kMaxConfigBytes = 4 * 1024 * 1024;
+    std::string text(static_cast<size_t>(kMaxConfigBytes) + 1, '\0');
+    in.read(text.data(), kMaxConfigBytes + 1);
+    if (in.bad()) throw ConfigError(path + ": cannot read: " + std::strerror(errno));
+    if (in.gcount() > kMaxConfigBytes) throw ConfigError(path + ": larger than 4 MiB; not a config file");
+    text.resize(static_cast<size_t>(in.gcount()));
+    return load_config_text(text, path);
+}
 
 }  // namespace m2b

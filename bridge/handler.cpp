@@ -71,11 +71,15 @@ void Handler::on_message(std::string_view message) {
         case MessageKind::Disconnect: {
             uint64_t conn = request.conn_id;
             auto it = conns_.find(conn);
-            bool was_held = it != conns_.end() && it->second.held;
-            bool was_json_socket = json_sockets_.erase(conn) > 0;
+            auto json = json_sockets_.find(conn);
+            if (!config_.disconnect_path.empty() && !drained_) {
+                // Before the drop: a notice in flight keeps a draining handler alive.
+                if (json != json_sockets_.end())
+                    send_disconnect_notice(request.sender, conn, json->second, true);
+                else if (it != conns_.end() && it->second.held)
+                    send_disconnect_notice(request.sender, conn, it->second.pattern, false);
+            }
             drop_connection(conn, "client went away");
-            if (!config_.disconnect_path.empty() && (was_held || was_json_socket))
-                send_disconnect_notice(request.sender, conn);
             return;
         }
         case MessageKind::Credits: {
@@ -100,8 +104,9 @@ void Handler::on_message(std::string_view message) {
             log::debug("conn=", request.conn_id, " ignored message with path ", log::printable(request.path));
             return;
         case MessageKind::JsonSocket:
-            if (!config_.disconnect_path.empty() && json_sockets_.size() < kMaxJsonSockets)
-                json_sockets_.insert(request.conn_id);
+            if (!config_.disconnect_path.empty() &&
+                (json_sockets_.size() < kMaxJsonSockets || json_sockets_.count(request.conn_id)))
+                json_sockets_[request.conn_id] = request.header_or("PATTERN", "");
             on_request(std::move(request));
             return;
         case MessageKind::Http:
@@ -125,6 +130,7 @@ void Handler::on_request(Request request) {
         c.refilled = Loop::now();
     }
     c.last_seen = Loop::now();
+    if (!config_.disconnect_path.empty()) c.pattern = request.header_or("PATTERN", "");
     if (c.refused) {
         log::debug("conn=", conn, " dropped a request after the pipeline limit");
         return;
@@ -284,6 +290,7 @@ void Handler::drop_connection(uint64_t conn, const char* why) {
     if (it == conns_.end()) return;
     Connection c = std::move(it->second);
     conns_.erase(it);
+    json_sockets_.erase(conn);
     if (c.held) --held_count_;
     paced_.erase(conn);
     for (auto& t : c.queue) {
@@ -315,12 +322,16 @@ void Handler::on_server_lost(std::string_view why) {
 // --disconnect-path: the app learns that a client it held (or a JSON socket)
 // is gone, as the seed's chat handler learned it from Mongrel2. The request
 // takes a slot like any other; whatever it answers to the gone id is dropped.
-void Handler::send_disconnect_notice(const std::string& sender, uint64_t conn) {
-    if (notices_.size() >= config_.queue + config_.max_requests) {
+void Handler::send_disconnect_notice(const std::string& sender, uint64_t conn, const std::string& pattern,
+                                     bool json_socket) {
+    // Bounded well below the queue: a crowd leaving at once must not crowd out requests.
+    if (notices_.size() >= std::max<size_t>(1, config_.max_requests)) {
         log::warn("conn=", conn, " too many disconnect notices waiting; not telling ", config_.disconnect_path);
         return;
     }
     Request r;
+    // A JSON socket's notice answers raw, as any reply to one does (a deliver too).
+    r.kind = json_socket ? MessageKind::JsonSocket : MessageKind::Http;
     r.sender = sender;
     r.conn_id = conn;
     std::string_view target = config_.disconnect_path;
@@ -331,6 +342,7 @@ void Handler::send_disconnect_notice(const std::string& sender, uint64_t conn) {
         r.headers.push_back(Header{name, {std::string(value)}});
     };
     add("PATH", r.path);
+    add("PATTERN", pattern);
     add("URI", target);
     if (query != std::string_view::npos) add("QUERY", target.substr(query + 1));
     add("METHOD", "POST");
@@ -344,6 +356,23 @@ void Handler::send_disconnect_notice(const std::string& sender, uint64_t conn) {
     notices_.push_back(std::move(t));
     log::debug("conn=", conn, " gone; telling ", config_.disconnect_path);
     admit(notice);
+}
+
+void Handler::hand_over_idle_holds(Handler& next) {
+    for (auto it = conns_.begin(); it != conns_.end();) {
+        Connection& c = it->second;
+        if (c.held && c.queue.empty() && !c.held->delivering && !paced_.count(it->first) &&
+            !next.conns_.count(it->first)) {
+            next.conns_.emplace(it->first, std::move(c));
+            ++next.held_count_;
+            --held_count_;
+            it = conns_.erase(it);
+        } else {
+            ++it;
+        }
+    }
+    next.json_sockets_.merge(json_sockets_);
+    check_shutdown();
 }
 
 void Handler::end_notice(Transaction& t) {
@@ -586,6 +615,7 @@ void Handler::check_shutdown() {
     shutdown_timer_ = 0;
     auto done = std::move(on_drained_);
     on_drained_ = nullptr;
+    drained_ = true;
     done();
 }
 

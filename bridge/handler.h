@@ -45,7 +45,11 @@ public:
     size_t connections() const { return conns_.size(); }
     // Whether this handler still has state for a connection (a reload sends
     // such connections' messages to the old handler until it is drained).
-    bool knows(uint64_t conn_id) const { return conns_.count(conn_id) > 0; }
+    bool knows(uint64_t conn_id) const { return !drained_ && conns_.count(conn_id) > 0; }
+    // Reload on the same sockets: long-polls held here with nothing behind
+    // them, and the JSON sockets, become `next`'s, so they are kept alive and
+    // their disconnects reported by the handler that stays.
+    void hand_over_idle_holds(Handler& next);
     // Called once per finished request: its status (0: none sent) and duration.
     void set_observer(std::function<void(int status, double seconds)> observer) { observer_ = std::move(observer); }
 
@@ -70,6 +74,7 @@ private:
         std::optional<Held> held;
         bool refused = false;         // went past --max-pipelined: later requests are dropped
         std::string upload_started;   // path of an upload Mongrel2 is still writing
+        std::string pattern;          // the route of its last request (--disconnect-path only)
         uint64_t window = 0;          // download.flow_control window (0: not flow-controlled)
         uint64_t outstanding = 0;     // bytes sent and not yet credited
         double tokens = 0;            // pacing without flow control: messages that may go now
@@ -103,7 +108,8 @@ private:
     void check_shutdown();
     void drop_stalled_replies();
     void dispose(std::unique_ptr<Transaction> t);
-    void send_disconnect_notice(const std::string& sender, uint64_t conn_id);
+    void send_disconnect_notice(const std::string& sender, uint64_t conn_id, const std::string& pattern,
+                                bool json_socket);
     void end_notice(Transaction& t);
 
     Loop& loop_;
@@ -128,8 +134,10 @@ private:
     std::function<void()> on_drained_;
     AccessLog* access_log_;
     std::function<void(int, double)> observer_;
-    // Connections that spoke as JSON sockets: when they leave, --disconnect-path is told.
-    std::unordered_set<uint64_t> json_sockets_;
+    // Connections that spoke as JSON sockets, with their route's PATTERN: when
+    // they leave, --disconnect-path is told.
+    std::unordered_map<uint64_t, std::string> json_sockets_;
+    bool drained_ = false;  // shutdown's `done` has run: nothing new is taken
     // Requests to --disconnect-path: on no connection, so owned here.
     std::vector<std::unique_ptr<Transaction>> notices_;
     std::shared_ptr<const char> alive_ = std::make_shared<const char>(0);  // guards posted tasks

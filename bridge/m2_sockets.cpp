@@ -38,10 +38,10 @@ Mongrel2Sockets::Mongrel2Sockets(Loop& loop, const std::string& send_spec, const
     if (!loop_.watch(pull_fd_, EPOLLIN, [this](uint32_t) { drain(); }) ||
         !loop_.watch(monitor_fd_, EPOLLIN, [this](uint32_t) { drain_monitor(); }))
         throw std::runtime_error(std::string("cannot watch the ZeroMQ sockets: ") + strerror(errno));
-    loop_.post([this] {
+    loop_.post(life_.guard([this] {
         drain();
         drain_monitor();
-    });
+    }));
 }
 
 Mongrel2Sockets::~Mongrel2Sockets() {
@@ -98,7 +98,7 @@ void Mongrel2Sockets::drain() {
     // More may be waiting and the edge will not fire again: continue next turn.
     if (receiving_ && !drain_posted_) {
         drain_posted_ = true;
-        loop_.post([this] { drain(); });
+        loop_.post(life_.guard([this] { drain(); }));
     }
 }
 

@@ -8,6 +8,7 @@
 #include <string_view>
 #include <zmq.hpp>
 
+#include "base/life_token.h"
 #include "bridge/loop.h"
 #include "bridge/m2_link.h"
 
@@ -44,6 +45,7 @@ private:
     bool drain_posted_ = false;
     OnMessage on_message_;
     OnServerLost on_server_lost_;
+    LifeToken life_;  // posted drains do nothing once the sockets are gone
 };
 
 }  // namespace m2b

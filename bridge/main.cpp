@@ -80,7 +80,7 @@ void refuse_root_cgi(const ServiceConfig& config) {
                               " to run them as root");
 }
 
-void reload(Service& service, const std::string& running_user) {
+void reload(Service& service, const std::string& running_user, bool keep_log_level) {
     const std::string& file = service.config().config_file;
     notify("RELOADING=1");
     if (!file.empty()) {
@@ -89,6 +89,7 @@ void reload(Service& service, const std::string& running_user) {
             if (next.user != running_user)
                 log::warn("reload: user changed to '", next.user, "'; that takes a restart, staying '", running_user, "'");
             next.user = running_user;
+            if (keep_log_level) next.log_level = service.config().log_level;  // the command line's wins
             refuse_root_cgi(next);
             service.reload(next);
             log::Level level;
@@ -121,8 +122,6 @@ int main(int argc, char** argv) {
         refuse_root_cgi(config);
         Loop loop;
         Service service(loop);
-        service.start(config);
-
         bool stopping = false;
         auto stop = [&] {
             if (stopping) {
@@ -133,7 +132,7 @@ int main(int argc, char** argv) {
             notify("STOPPING=1");
             log::info("stopping: finishing ", service.in_flight(), " request(s) in flight");
             service.stop([&] { loop.stop(); });
-            loop.after(HandlerConfig::ms(config.grace_seconds), [&] {
+            loop.after(HandlerConfig::ms(service.config().grace_seconds), [&] {
                 log::warn("grace time over; exiting with requests still in flight");
                 loop.stop();
             });
@@ -141,8 +140,11 @@ int main(int argc, char** argv) {
         loop.on_signal(SIGTERM, stop);
         loop.on_signal(SIGINT, stop);
         loop.on_signal(SIGHUP, [&] {
-            if (!stopping) reload(service, config.user);
+            if (!stopping) reload(service, config.user, command.log_level_given);
         });
+        // The signals above are blocked from here on and wait in the signalfd
+        // while the handlers start: a SIGHUP during start-up does not kill.
+        service.start(config);
         start_watchdog(loop);
 
         log::info("m2bridge ", kVersion, " ready: ", config.handlers.size(), " handler(s)",

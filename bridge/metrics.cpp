@@ -104,4 +104,23 @@ std::string render_prometheus(const std::vector<std::pair<const HandlerStats*, H
     return out;
 }
 
+ScrapeRequest classify_scrape_request(std::string_view head) {
+    std::string_view line = head.substr(0, head.find('\n'));
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    size_t first_space = line.find(' ');
+    size_t second_space = first_space == std::string_view::npos ? first_space : line.find(' ', first_space + 1);
+    if (second_space == std::string_view::npos || line.find(' ', second_space + 1) != std::string_view::npos)
+        return ScrapeRequest::Bad;
+    std::string_view method = line.substr(0, first_space);
+    std::string_view target = line.substr(first_space + 1, second_space - first_space - 1);
+    std::string_view version = line.substr(second_space + 1);
+    if (method.empty() || target.empty() || version.size() != 8 || version.substr(0, 7) != "HTTP/1." ||
+        version[7] < '0' || version[7] > '9')
+        return ScrapeRequest::Bad;
+    if (target.substr(0, target.find('?')) != "/metrics") return ScrapeRequest::NotFound;
+    if (method == "GET") return ScrapeRequest::Get;
+    if (method == "HEAD") return ScrapeRequest::Head;
+    return ScrapeRequest::WrongMethod;
+}
+
 }  // namespace m2b

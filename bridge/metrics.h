@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -43,5 +44,10 @@ std::string render_prometheus(const std::vector<std::pair<const HandlerStats*, H
 
 // A label value escaped for the exposition format: \ " and newline.
 std::string escape_label_value(const std::string& value);
+
+// What a scrape asked for, from the first line of its request head
+// ("METHOD SP TARGET SP HTTP/1.x"); only /metrics (any query) is served.
+enum class ScrapeRequest { Bad, NotFound, WrongMethod, Get, Head };
+ScrapeRequest classify_scrape_request(std::string_view head);
 
 }  // namespace m2b

@@ -1,4 +1,5 @@
 #include "bridge/metrics_server.h"
+#include "bridge/metrics.h"
 
 #include <algorithm>
 #include <arpa/inet.h>
@@ -76,18 +77,6 @@ size_t head_end(const std::string& head, size_t from) {
 
 }  // namespace
 
-MetricsServer::OwnedFd& MetricsServer::OwnedFd::operator=(OwnedFd&& other) noexcept {
-    if (this != &other) {
-        if (fd_ >= 0) ::close(fd_);
-        fd_ = std::exchange(other.fd_, -1);
-    }
-    return *this;
-}
-
-MetricsServer::OwnedFd::~OwnedFd() {
-    if (fd_ >= 0) ::close(fd_);
-}
-
 MetricsServer::MetricsServer(Loop& loop, Render render, MetricsLimits limits)
     : loop_(loop), render_(std::move(render)), limits_(limits) {
     limits_.max_connections = std::max<size_t>(limits_.max_connections, 1);
@@ -110,7 +99,7 @@ std::string MetricsServer::listen(const std::string& address) {
     socklen_t addr_len = 0;
     if (std::string error = resolve_listen_address(address, addr, addr_len); !error.empty()) return failed(error);
 
-    OwnedFd fd(::socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    UniqueFd fd(::socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!fd) return failed(std::string("socket: ") + strerror(errno));
     // A restarted daemon binds again at once, despite connections in TIME_WAIT.
     int one = 1;
@@ -142,7 +131,7 @@ std::string MetricsServer::listen(const std::string& address) {
 
 void MetricsServer::on_listen_ready() {
     for (int i = 0; i < kAcceptsPerTurn; ++i) {
-        OwnedFd fd(::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+        UniqueFd fd(::accept4(listener_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
         if (!fd) {
             int error = errno;
             if (error == EAGAIN || error == EWOULDBLOCK) return;
@@ -247,27 +236,16 @@ bool MetricsServer::drain(Connection& conn) {
 }
 
 std::string MetricsServer::answer(const std::string& head) {
-    std::string_view line(head);
-    line = line.substr(0, line.find('\n'));
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    // METHOD SP TARGET SP HTTP/1.x
-    size_t first_space = line.find(' ');
-    size_t second_space = first_space == std::string_view::npos ? first_space : line.find(' ', first_space + 1);
-    if (second_space == std::string_view::npos || line.find(' ', second_space + 1) != std::string_view::npos)
-        return plain_response("400 Bad Request", "Bad request line.\n");
-    std::string_view method = line.substr(0, first_space);
-    std::string_view target = line.substr(first_space + 1, second_space - first_space - 1);
-    std::string_view version = line.substr(second_space + 1);
-    if (method.empty() || target.empty() || version.size() != 8 || version.substr(0, 7) != "HTTP/1." ||
-        version[7] < '0' || version[7] > '9')
-        return plain_response("400 Bad Request", "Bad request line.\n");
-
-    std::string_view path = target.substr(0, target.find('?'));
-    if (path != "/metrics") return plain_response("404 Not Found", "Only /metrics is served here.\n");
-    bool head_only = method == "HEAD";
-    if (method != "GET" && !head_only)
-        return plain_response("405 Method Not Allowed", "Only GET and HEAD.\n", "Allow: GET, HEAD\r\n");
-
+    ScrapeRequest request = classify_scrape_request(head);
+    switch (request) {
+        case ScrapeRequest::Bad: return plain_response("400 Bad Request", "Bad request line.\n");
+        case ScrapeRequest::NotFound: return plain_response("404 Not Found", "Only /metrics is served here.\n");
+        case ScrapeRequest::WrongMethod:
+            return plain_response("405 Method Not Allowed", "Only GET and HEAD.\n", "Allow: GET, HEAD\r\n");
+        case ScrapeRequest::Get:
+        case ScrapeRequest::Head: break;
+    }
+    bool head_only = request == ScrapeRequest::Head;
     std::string body;
     try {
         body = render_();

@@ -18,6 +18,7 @@
 #include <string>
 #include <utility>
 
+#include "base/unique_fd.h"
 #include "bridge/loop.h"
 
 namespace m2b {
@@ -48,20 +49,6 @@ public:
     size_t connection_count() const { return connections_.size(); }
 
 private:
-    // Owns one descriptor: closed when dropped.
-    class OwnedFd {
-    public:
-        OwnedFd() = default;
-        explicit OwnedFd(int fd) : fd_(fd) {}
-        OwnedFd(OwnedFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-        OwnedFd& operator=(OwnedFd&& other) noexcept;
-        ~OwnedFd();
-        int get() const { return fd_; }
-        explicit operator bool() const { return fd_ >= 0; }
-
-    private:
-        int fd_ = -1;
-    };
 
     enum class ConnState {
         ReadingHead,   // waiting for the blank line that ends the request head
@@ -70,7 +57,7 @@ private:
                        // so closing does not reset the connection under a reply it has not read yet
     };
     struct Connection {
-        OwnedFd fd;
+        UniqueFd fd;
         ConnState state = ConnState::ReadingHead;
         std::string head;   // bytes read so far, at most max_head
         std::string reply;  // the whole reply
@@ -91,7 +78,7 @@ private:
     Loop& loop_;
     Render render_;
     MetricsLimits limits_;
-    OwnedFd listener_;
+    UniqueFd listener_;
     std::string address_;  // as given to the listen() that bound listener_
     uint16_t port_ = 0;
     Loop::TimerId accept_pause_ = 0;  // set while accepting is paused after running out of descriptors

@@ -75,9 +75,17 @@ struct Endpoint {
 Service::Service(Loop& loop) : loop_(loop) {}
 
 Service::~Service() {
-    // Handlers go before the sockets and access logs they use.
+    // Handlers first: the exchanges they cancel are destroyed by posted tasks,
+    // which must run while the gateways those exchanges use still exist.
+    for (const auto* list : {&endpoints_, &closing_endpoints_})
+        for (const auto& e : *list) {
+            if (e->current) e->current->handler.reset();
+            for (auto& old : e->draining) old->handler.reset();
+        }
+    loop_.run_posted();
     closing_endpoints_.clear();
     endpoints_.clear();
+    stopping_.clear();
 }
 
 AccessLog* Service::access_log_for(const std::string& path) {
@@ -86,7 +94,10 @@ AccessLog* Service::access_log_for(const std::string& path) {
     if (!log) {
         log = std::make_unique<AccessLog>(path);
         std::string error = log->reopen();
-        if (!error.empty()) throw ConfigError("access_log: " + error);
+        if (!error.empty()) {
+            access_logs_.erase(path);  // the next reload tries again
+            throw ConfigError("access_log: " + error);
+        }
     }
     return log.get();
 }
@@ -188,6 +199,7 @@ void Service::reload(const ServiceConfig& next) {
         rt.handler->set_observer([stats](int status, double seconds) { stats->observe(status, seconds); });
         if (e->current) {
             log::info("handler ", e->current->config.name, " changed; the old one finishes its requests");
+            e->current->handler->hand_over_idle_holds(*rt.handler);
             retire(e, std::move(e->current));
         }
         log::info("handler ", rt.config.name, ": ", rt.config.mode == Mode::Cgi ? "cgi " : "fastcgi ", rt.config.backend,
@@ -230,23 +242,30 @@ void Service::retire(Endpoint* endpoint, std::unique_ptr<HandlerRuntime> runtime
             auto& list = endpoint->draining;
             auto it = std::find_if(list.begin(), list.end(), [&](const auto& p) { return p.get() == rt; });
             if (it == list.end()) return;
-            std::unique_ptr<HandlerRuntime> done = std::move(*it);
+            // The handler goes now; its gateway and apps one turn later, after
+            // the exchanges the handler's end disposes of.
+            HandlerRuntime* gone = it->get();
+            stopping_.push_back(std::move(*it));
             list.erase(it);
-            done->handler.reset();
-            done->gateway.reset();
-            if (done->spawner) {
-                FastcgiSpawner* spawner = done->spawner.get();
-                stopping_.push_back(std::move(done));
-                spawner->stop([this, alive, spawner] {
-                    if (!alive.lock()) return;
-                    auto& s = stopping_;
-                    s.erase(std::remove_if(s.begin(), s.end(), [&](const auto& p) { return p->spawner.get() == spawner; }),
-                            s.end());
-                    check_stopped();
-                });
-            }
+            gone->handler.reset();
             sweep_closing_endpoints();
-            check_stopped();
+            loop_.post([this, alive, gone] {
+                if (!alive.lock()) return;
+                gone->gateway.reset();
+                auto forget = [this, gone] {
+                    auto& s = stopping_;
+                    s.erase(std::remove_if(s.begin(), s.end(), [&](const auto& p) { return p.get() == gone; }), s.end());
+                    check_stopped();
+                };
+                if (gone->spawner)  // not from inside the spawner's own callback: it is destroyed
+                    gone->spawner->stop([this, alive, forget] {
+                        if (alive.lock()) loop_.post([alive, forget] {
+                            if (alive.lock()) forget();
+                        });
+                    });
+                else
+                    forget();
+            });
         });
     });
 }

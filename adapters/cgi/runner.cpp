@@ -4,6 +4,7 @@
 #include "adapters/silence_timer.h"
 #include "bridge/log.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -387,10 +388,22 @@ private:
 
 }  // namespace
 
+namespace {
+
+// Every CGI gateway of the process (a config may have several, a reload makes
+// and drops them): SIGCHLD has one handler, which reaps for all of them.
+std::vector<CgiGateway*>& live_gateways() {
+    static std::vector<CgiGateway*> gateways;
+    return gateways;
+}
+
+}  // namespace
+
 CgiGateway::CgiGateway(Loop& loop, CgiOptions options) : loop_(loop), options_(std::move(options)) {
     // Orphaned grandchildren of scripts become ours, so they are reaped too.
     prctl(PR_SET_CHILD_SUBREAPER, 1);
-    loop_.on_signal(SIGCHLD, [this] { reap(); });
+    live_gateways().push_back(this);
+    loop_.on_signal(SIGCHLD, [&loop] { reap_all(loop); });
     if (cgroups_.enabled())
         log::info("scripts confined to cgroup ", cgroups_.path());
     else
@@ -399,9 +412,15 @@ CgiGateway::CgiGateway(Loop& loop, CgiOptions options) : loop_(loop), options_(s
 }
 
 CgiGateway::~CgiGateway() {
-    for (auto& [pid, cb] : children_) ::kill(-pid, SIGKILL);
-    for (auto& [pid, cb] : children_) cb = nullptr;
-    reap();
+    auto& live = live_gateways();
+    live.erase(std::remove(live.begin(), live.end(), this), live.end());
+    // Bounded: SIGKILLed scripts exit at once.
+    for (auto& [pid, cb] : children_) {
+        ::kill(-pid, SIGKILL);
+        while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+        }
+    }
+    if (live.empty()) loop_.on_signal(SIGCHLD, nullptr);
 }
 
 void CgiGateway::on_exit(pid_t pid, std::function<void(int)> callback) { children_[pid] = std::move(callback); }
@@ -420,29 +439,48 @@ void CgiGateway::kill_group(pid_t pgid, const std::string& cgroup) {
     }));
 }
 
-// Our scripts by pid, then any other waitable child (grandchildren adopted as
-// subreaper), but never one the spawner reaps through its pidfd: peeked first
-// with WNOWAIT, and left for its owner.
-void CgiGateway::reap() {
+// Each gateway's scripts by pid; then any other waitable child: a script that
+// exited meanwhile goes to its gateway, a grandchild adopted as subreaper is
+// reaped here, and a child the spawner reaps through its pidfd is left to it
+// (peeked with WNOWAIT), with one more pass soon for what waits behind it.
+void CgiGateway::reap_all(Loop& loop) {
+    auto live = live_gateways();  // a callback may destroy a gateway
+    for (CgiGateway* g : live) g->reap_children();
+    for (;;) {
+        siginfo_t info{};
+        if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid == 0) break;
+        pid_t pid = info.si_pid;
+        if (child_claims::is_claimed(pid)) {
+            loop.after(std::chrono::milliseconds(20), [&loop] {
+                if (!live_gateways().empty()) reap_all(loop);
+            });
+            break;
+        }
+        auto owner = std::find_if(live.begin(), live.end(), [&](CgiGateway* g) { return g->children_.count(pid); });
+        if (owner != live.end() &&
+            std::find(live_gateways().begin(), live_gateways().end(), *owner) != live_gateways().end()) {
+            (*owner)->reap_children();
+            continue;
+        }
+        waitpid(pid, nullptr, WNOHANG);
+    }
+    for (CgiGateway* g : live_gateways()) g->cgroups_.sweep();  // a released request cgroup may be empty now
+}
+
+void CgiGateway::reap_children() {
     std::vector<std::pair<std::function<void(int)>, int>> exited;
     for (auto it = children_.begin(); it != children_.end();) {
         int status = 0;
-        if (waitpid(it->first, &status, WNOHANG) == it->first) {
+        pid_t got = waitpid(it->first, &status, WNOHANG);
+        if (got == it->first || (got < 0 && errno == ECHILD)) {  // ECHILD: reaped already; never wait for it
             exited.emplace_back(std::move(it->second), status);
             it = children_.erase(it);
         } else {
             ++it;
         }
     }
-    for (;;) {
-        siginfo_t info{};
-        if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid == 0) break;
-        if (child_claims::is_claimed(info.si_pid)) break;  // its owner reaps it on its next turn
-        waitpid(info.si_pid, nullptr, WNOHANG);
-    }
     for (auto& [callback, status] : exited)
         if (callback) callback(status);
-    cgroups_.sweep();  // a released request cgroup may be empty now
 }
 
 std::unique_ptr<Exchange> CgiGateway::start(const CgiEnv& env, const BodySource& body, uint64_t, ExchangeSink& sink) {

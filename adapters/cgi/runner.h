@@ -13,7 +13,7 @@
 
 #include "adapters/cgi/cgroup.h"
 #include "adapters/gateway.h"
-#include "adapters/life_token.h"
+#include "base/life_token.h"
 #include "bridge/loop.h"
 
 namespace m2b {
@@ -47,7 +47,8 @@ public:
     size_t running_children() const { return children_.size(); }
 
 private:
-    void reap();
+    static void reap_all(Loop& loop);
+    void reap_children();
 
     Loop& loop_;
     CgiOptions options_;

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "adapters/fastcgi/record.h"
-#include "adapters/life_token.h"
+#include "base/life_token.h"
 #include "adapters/silence_timer.h"
 
 namespace m2b {

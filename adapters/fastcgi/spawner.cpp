@@ -157,11 +157,6 @@ std::string describe_exit(const siginfo_t& info) {
 
 }  // namespace
 
-void FastcgiSpawner::Fd::reset(int fd) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = fd;
-}
-
 void FastcgiSpawner::SocketDir::remove() {
     if (!socket_path_.empty()) ::unlink(socket_path_.c_str());
     if (!dir_.empty()) ::rmdir(dir_.c_str());
@@ -241,7 +236,7 @@ std::string FastcgiSpawner::start() {
     memcpy(addr.sun_path, path.c_str(), path.size() + 1);
     // Blocking on purpose: O_NONBLOCK belongs to the open file the copies
     // share, and libfcgi's accept() on fd 0 expects to wait.
-    listener_ = Fd(above_stdio(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)));
+    listener_ = UniqueFd(above_stdio(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)));
     if (!listener_) return fail("cannot create the FastCGI socket " + path + ": " + errno_text(errno));
     if (::bind(listener_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
         ::listen(listener_.get(), kListenBacklog) != 0)
@@ -266,8 +261,8 @@ std::string FastcgiSpawner::launch(Copy& copy) {
     copy.started = Loop::now();
     int report[2];
     if (pipe2(report, O_CLOEXEC | O_NONBLOCK) != 0) return "pipe: " + errno_text(errno);
-    Fd report_read(report[0]);
-    Fd report_write(above_stdio(report[1]));
+    UniqueFd report_read(report[0]);
+    UniqueFd report_write(above_stdio(report[1]));
     if (!report_write) return "pipe: " + errno_text(errno);
 
     // fork + exec, not posix_spawn: PR_SET_PDEATHSIG has to be set in the child.
@@ -279,7 +274,7 @@ std::string FastcgiSpawner::launch(Copy& copy) {
     child_claims::claim(pid);
 
     // No other code reaps in between (the loop runs on this thread), so the pid is still this child's.
-    Fd pidfd(pidfd_open(pid));
+    UniqueFd pidfd(pidfd_open(pid));
     if (!pidfd || !loop_.watch(pidfd.get(), EPOLLIN, [this, slot = copy.index - 1](uint32_t) { on_exit(slot); })) {
         int error = errno;
         // Unsupervised it must not run: kill it and reap it now (quick after SIGKILL).

@@ -15,7 +15,8 @@
 #include <sys/types.h>
 #include <vector>
 
-#include "adapters/life_token.h"
+#include "base/life_token.h"
+#include "base/unique_fd.h"
 #include "bridge/loop.h"
 
 namespace m2b {
@@ -55,29 +56,6 @@ public:
     size_t running() const;                           // copies with a live (unreaped) process
 
 private:
-    // An owned file descriptor, closed once.
-    class Fd {
-    public:
-        Fd() = default;
-        explicit Fd(int fd) : fd_(fd) {}
-        ~Fd() { reset(); }
-        Fd(Fd&& other) noexcept : fd_(other.release()) {}
-        Fd& operator=(Fd&& other) noexcept {
-            if (this != &other) reset(other.release());
-            return *this;
-        }
-        int get() const { return fd_; }
-        explicit operator bool() const { return fd_ >= 0; }
-        int release() {
-            int fd = fd_;
-            fd_ = -1;
-            return fd;
-        }
-        void reset(int fd = -1);
-
-    private:
-        int fd_ = -1;
-    };
 
     // The private directory (mode 0700) with the socket in it, removed with it.
     class SocketDir {
@@ -102,8 +80,8 @@ private:
         size_t index = 0;  // 1-based, for log lines
         CopyState state = CopyState::Stopped;
         pid_t pid = -1;
-        Fd pidfd;          // readable once the process has exited
-        Fd exec_report;    // the errno of a failed execve, or EOF once execve succeeded
+        UniqueFd pidfd;          // readable once the process has exited
+        UniqueFd exec_report;    // the errno of a failed execve, or EOF once execve succeeded
         Loop::Clock::time_point started{};
         std::chrono::milliseconds backoff = kFirstBackoff;  // the wait before its next restart
         Loop::TimerId restart_timer = 0;
@@ -126,7 +104,7 @@ private:
     std::vector<std::string> argv_strings_, env_strings_;
     std::vector<char*> argv_, envp_;
     SocketDir socket_dir_;
-    Fd listener_;
+    UniqueFd listener_;
     std::vector<Copy> copies_;
     uint64_t restarts_ = 0;
     Loop::TimerId kill_timer_ = 0;

@@ -16,7 +16,10 @@ CODEC="bridge/netstring.cpp bridge/json_headers.cpp bridge/m2_request.cpp bridge
   bridge/http_reply.cpp bridge/upload.cpp adapters/cgi_response.cpp adapters/cgi_env.cpp adapters/script_path.cpp
   adapters/fastcgi/record.cpp"
 # The handler's message path, for fuzz_handler only.
-CORE="bridge/loop.cpp bridge/log.cpp bridge/handler.cpp bridge/transaction.cpp bridge/reply_stream.cpp"
+CORE="bridge/loop.cpp bridge/log.cpp bridge/handler.cpp bridge/transaction.cpp bridge/reply_stream.cpp
+  bridge/access_log.cpp"
+# The config reader, for fuzz_config_file only.
+CONFIG="bridge/config.cpp bridge/config_options.cpp bridge/config_file.cpp adapters/fastcgi/client.cpp"
 FLAGS="-std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I$ROOT"
 failed=0
 # Sources are compiled once (with fuzzer instrumentation, no main) and linked into the targets.
@@ -32,10 +35,15 @@ compile() {  # prints the object files
 objs=$(compile $CODEC) || exit 1
 # shellcheck disable=SC2086
 core_objs=$(compile $CORE) || exit 1
+# shellcheck disable=SC2086
+config_objs=$(compile $CONFIG) || exit 1
+metrics_objs=$(compile bridge/metrics.cpp) || exit 1
 for target in fuzz_m2_message fuzz_json_headers fuzz_tnetstring fuzz_fastcgi_records fuzz_cgi_response fuzz_script_path \
-              fuzz_handler; do
+              fuzz_handler fuzz_config_file fuzz_scrape_request; do
   extra=""
   [ "$target" = fuzz_handler ] && extra="$core_objs"
+  [ "$target" = fuzz_config_file ] && extra="$core_objs $config_objs -ltomlplusplus -lzmq"
+  [ "$target" = fuzz_scrape_request ] && extra="$metrics_objs"
   # shellcheck disable=SC2086
   "$CXX" $FLAGS "$HERE/$target.cpp" $objs $extra -lsimdjson -o "$OUT/$target"
   work="$OUT/corpus-$target"

@@ -16,8 +16,8 @@ import tomllib
 import unittest
 import urllib.request
 
-from harness import (M2BRIDGE, Mongrel2, PhpFpm, Process, Workdir, docroot_with_php, free_port, http_request,
-                     wait_until)
+from harness import (FCGI_HELLO, M2BRIDGE, Mongrel2, PhpFpm, Process, Workdir, docroot_with_php,
+                     free_port, http_request, read_response, wait_until)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -102,9 +102,9 @@ class TwoHandlersFromOneFile(unittest.TestCase):
             self.m2.stop()
             self.work.cleanup()
 
-    def config(self, with_added=False, timeout=5):
+    def config(self, with_added=False, timeout=5, **php_keys):
         text = handler_block("php", self.m2, f'fastcgi = "unix:{self.fpm.socket}"', document_root=self.root,
-                             timeout=timeout)
+                             timeout=timeout, **php_keys)
         text += handler_block("cgi", self.m2, f'cgi = "{self.cgi}"', allow_root=True)
         if with_added:
             text += handler_block("added", self.m2, f'fastcgi = "unix:{self.fpm.socket}"', document_root=self.root)
@@ -140,6 +140,37 @@ class TwoHandlersFromOneFile(unittest.TestCase):
         self.assertEqual(http_request(self.m2.port, "GET", "/new/status.php?code=202")[0], 202)
         self.assertEqual(http_request(self.m2.port, "GET", "/app/status.php?code=203")[0], 203)
         self.assertEqual(http_request(self.m2.port, "GET", "/cgi/tiny.sh")[2], b"ok")
+
+    def test_long_polls_held_across_a_reload_are_delivered_to_and_their_leaving_reported(self):
+        notice = {"disconnect_path": "/app/disconnected.php"}
+        self.bridge = ConfiguredBridge(self.work.path, self.config(**notice))
+        wait_until(answered(self.m2.port, "/app/status.php?code=200"), timeout=20, what="php handler")
+        dirs = [os.path.join(self.work.path, d) for d in ("stays", "leaves")]
+        socks = []
+        for d in dirs:
+            os.mkdir(d)
+            s = socket.create_connection(("127.0.0.1", self.m2.port), timeout=10)
+            s.sendall(b"GET /app/hold.php?dir=" + d.encode() + b" HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            socks.append(s)
+            wait_until(lambda: os.listdir(d), what="the long-poll to be held")
+        stays, leaves = socks
+        try:
+            self.bridge.rewrite(self.config(timeout=9, **notice))  # php's handler is replaced
+            self.bridge.signal(signal.SIGHUP)
+            wait_until(lambda: "reloaded" in self.bridge.log(), what="reload")
+            time.sleep(0.3)
+            # The one that leaves was held by the old handler: the new one reports it.
+            leaves.close()
+            log = os.path.join(self.root, "disconnects.log")
+            wait_until(lambda: os.path.exists(log), what="the disconnect notice")
+            self.assertEqual(json.loads(open(log).read().splitlines()[0])["id"], os.listdir(dirs[1])[0])
+            status, _, body = http_request(self.m2.port, "GET",
+                                           "/app/deliver_to.php?dir=" + dirs[0] + "&body=after-reload")
+            self.assertEqual((status, body), (200, b"after-reload"))
+            status, _, body = read_response(stays)
+            self.assertEqual((status, body), (200, b"after-reload"))
+        finally:
+            stays.close()
 
     def test_a_bad_config_on_sighup_is_refused_and_the_old_one_keeps_running(self):
         self.bridge = ConfiguredBridge(self.work.path, self.config())
@@ -182,6 +213,42 @@ class TwoHandlersFromOneFile(unittest.TestCase):
         self.assertEqual(php["max_requests"], 64)  # defaults are filled in
         self.assertEqual(cgi["cgi"], self.cgi)
         self.assertTrue(cgi["allow_root"])
+
+
+class CgiAndSpawnInOneProcess(unittest.TestCase):
+    """A cgi handler and a spawned FastCGI app share the process (and its SIGCHLD): removing the
+    cgi handler by reload, killing a copy, and stopping must neither crash nor lose the exit."""
+
+    def test_reload_away_the_cgi_handler_then_a_copy_dies_then_stop(self):
+        work = Workdir()
+        cgi = copy_cgi_bin(work.path)
+        m2 = Mongrel2(work.path, routes={"/cgi/": "cgi", "/hello/": "app"}, handlers=("cgi", "app"))
+        both = (handler_block("cgi", m2, f'cgi = "{cgi}"', allow_root=True) +
+                handler_block("app", m2, f'spawn = {{ command = ["{FCGI_HELLO}"], instances = 2 }}'))
+        bridge = ConfiguredBridge(work.path, both)
+        try:
+            wait_until(answered(m2.port, "/cgi/tiny.sh"), timeout=20, what="cgi handler")
+            wait_until(answered(m2.port, "/hello/"), timeout=20, what="spawned app")
+            for _ in range(5):
+                self.assertEqual(http_request(m2.port, "GET", "/cgi/tiny.sh")[2], b"ok")
+            bridge.rewrite(handler_block("app", m2, f'spawn = {{ command = ["{FCGI_HELLO}"], instances = 2 }}'))
+            bridge.signal(signal.SIGHUP)
+            wait_until(lambda: "reloaded" in bridge.log(), what="reload")
+            copies = subprocess.run(["pgrep", "-P", str(bridge.process.proc.pid), "-f", FCGI_HELLO],
+                                    capture_output=True, text=True).stdout.split()
+            self.assertEqual(len(copies), 2)
+            os.kill(int(copies[0]), signal.SIGKILL)
+            wait_until(lambda: "killed by signal 9" in bridge.log(), what="the death to be logged")
+            self.assertEqual(http_request(m2.port, "GET", "/hello/")[0], 200)
+            self.assertTrue(bridge.process.alive())
+            code = bridge.stop()
+            self.assertEqual(code, 0, bridge.log()[-3000:])
+            bridge = None
+        finally:
+            if bridge:
+                bridge.stop()
+            m2.stop()
+            work.cleanup()
 
 
 class ConfigMistakes(unittest.TestCase):
