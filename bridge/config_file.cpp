@@ -11,6 +11,7 @@
 
 #include "bridge/config.h"
 #include "bridge/config_options.h"
+#include "bridge/log.h"
 
 namespace m2b {
 
@@ -147,7 +148,8 @@ private:
             if (h.spawn_instances == 0) h.spawn_instances = 1;
             if (h.spawn_instances > 1024) fail(*backend, "spawn.instances", "must be between 1 and 1024");
         }
-        for (auto&& [key, node] : t) {
+        for (auto&& [key, value] : t) {
+            const toml::node& node = value;  // a structured binding cannot be captured before clang 16
             std::string k(key.str());
             if (k == "fastcgi" || k == "cgi" || k == "spawn") continue;
             if (k == "name") {
@@ -194,7 +196,13 @@ private:
 
 }  // namespace
 
-ServiceConfig load_config_text(std::string_view text, const std::string& path) { return FileReader(path).read(text); }
+ServiceConfig load_config_text(std::string_view text, const std::string& path) {
+    try {
+        return FileReader(path).read(text);
+    } catch (const ConfigError& e) {
+        throw ConfigError(log::one_line(e.what()));  // keys and values quoted from the file may hold newlines
+    }
+}
 
 ServiceConfig load_config_file(const std::string& path) {
     std::ifstream in(path, std::ios::binary);

@@ -60,6 +60,21 @@ void write(Level level, std::string_view line) {
     fflush(stderr);
 }
 
+std::string one_line(std::string_view text) {
+    std::string out;
+    for (char ch : text) {
+        unsigned char c = static_cast<unsigned char>(ch);
+        if (c < 0x20 || c == 0x7f) {
+            char hex[5];
+            snprintf(hex, sizeof hex, "\\x%02x", c);
+            out += hex;
+        } else {
+            out += ch;
+        }
+    }
+    return out;
+}
+
 std::string printable(std::string_view bytes, size_t max) {
     std::string out;
     for (size_t i = 0; i < bytes.size() && i < max; ++i) {

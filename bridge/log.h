@@ -42,6 +42,8 @@ void debug(const Parts&... parts) {
 }
 
 // Log text from outside (backend stderr, request bytes) made printable.
+// `text` with control bytes as \xNN and nothing else changed: one line, still readable.
+std::string one_line(std::string_view text);
 std::string printable(std::string_view bytes, size_t max = 200);
 
 }  // namespace m2b::log

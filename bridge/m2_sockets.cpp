@@ -30,8 +30,15 @@ Mongrel2Sockets::Mongrel2Sockets(Loop& loop, const std::string& send_spec, const
     if (zmq_socket_monitor(pull_.handle(), monitor_endpoint.c_str(), ZMQ_EVENT_DISCONNECTED) != 0)
         throw zmq::error_t();
     monitor_.connect(monitor_endpoint);
-    pull_.connect(send_spec);
-    pub_.connect(recv_spec);
+    auto connect = [](zmq::socket_t& socket, const char* what, const std::string& endpoint) {
+        try {
+            socket.connect(endpoint);
+        } catch (const zmq::error_t& e) {
+            throw std::runtime_error(std::string(what) + " " + endpoint + ": " + e.what());
+        }
+    };
+    connect(pull_, "send_spec", send_spec);
+    connect(pub_, "recv_spec", recv_spec);
     pull_fd_ = pull_.get(zmq::sockopt::fd);
     monitor_fd_ = monitor_.get(zmq::sockopt::fd);
     // ZMQ_FD is edge-triggered: each wake-up drains until EAGAIN.

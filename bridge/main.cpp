@@ -96,7 +96,7 @@ void reload(Service& service, const std::string& running_user, bool keep_log_lev
             if (log::parse_level(next.log_level, level)) log::set_level(level);
             log::info("reloaded ", file, ": ", next.handlers.size(), " handler(s)");
         } catch (const std::exception& e) {
-            log::error("reload refused, the running config stays: ", e.what());
+            log::error("reload refused, the running config stays: ", log::one_line(e.what()));
         }
     }
     service.reopen_logs();
@@ -153,10 +153,10 @@ int main(int argc, char** argv) {
         loop.run();
         loop.run_posted();  // before the handlers and gateways they refer to are destroyed
     } catch (const ConfigError& e) {
-        std::fprintf(stderr, "m2bridge: %s\n", e.what());
+        std::fprintf(stderr, "m2bridge: %s\n", log::one_line(e.what()).c_str());
         return 2;
     } catch (const std::exception& e) {
-        std::fprintf(stderr, "m2bridge: %s\n", e.what());
+        std::fprintf(stderr, "m2bridge: %s\n", log::one_line(e.what()).c_str());
         return 2;
     }
     return 0;

@@ -161,8 +161,7 @@ void Service::reload(const ServiceConfig& next) {
             try {
                 p.fresh->sockets = std::make_unique<Mongrel2Sockets>(loop_, h.send_spec, h.recv_spec);
             } catch (const std::exception& e) {
-                throw ConfigError("handler " + h.name + ": send_spec " + h.send_spec + " / recv_spec " + h.recv_spec +
-                                  ": " + e.what());
+                throw ConfigError("handler " + h.name + ": " + e.what());
             }
         }
         p.runtime = make_runtime(h);

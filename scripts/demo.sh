@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs what is needed, builds m2bridge, and runs the demo on localhost:6767:
-# Mongrel2 in front; m2bridge → php-fpm (examples/php) at /; m2bridge → the
-# libfcgi C example at /hello/. Ctrl-C stops everything.
+# Mongrel2 in front; one m2bridge, run from a config file, with two handlers:
+# php-fpm (examples/php) at /, and two copies of the libfcgi C example that
+# m2bridge starts and supervises itself at /hello/. Ctrl-C stops everything.
 # DEMO_ONCE=1 shows the two answers and stops (a smoke test).
 set -eu
 cd "$(dirname "$0")/.."
@@ -42,19 +43,33 @@ FPM_ROOT=""
 [ "$(id -u)" = 0 ] && FPM_ROOT="-R"
 $(command -v php-fpm8.2 || echo /usr/sbin/php-fpm8.2) $FPM_ROOT -n -y "$RUN/php-fpm.conf" -F > "$RUN/logs/php-fpm.out" 2>&1 &
 pids="$pids $!"
-build/examples/fcgi-hello "unix:$RUN/run/hello.sock" > "$RUN/logs/fcgi-hello.out" 2>&1 &
-pids="$pids $!"
 i=0
-while [ ! -S "$RUN/run/php.sock" ] || [ ! -S "$RUN/run/hello.sock" ]; do
+while [ ! -S "$RUN/run/php.sock" ]; do
   i=$((i + 1)); [ $i -lt 100 ] || { echo "backends did not start; see $RUN/logs"; exit 1; }; sleep 0.1
 done
 
-build/m2bridge fastcgi --send-spec tcp://127.0.0.1:9997 --recv-spec tcp://127.0.0.1:9996 \
-  --document-root "$ROOT/examples/php" --index index.php --upload-store "$RUN/tmp/upload.XXXXXX" \
-  --access-log "$RUN/logs/m2bridge-access.log" "unix:$RUN/run/php.sock" &
-pids="$pids $!"
-build/m2bridge fastcgi --send-spec tcp://127.0.0.1:9995 --recv-spec tcp://127.0.0.1:9994 \
-  --upload-store "$RUN/tmp/upload.XXXXXX" "unix:$RUN/run/hello.sock" &
+cat > "$RUN/m2bridge.toml" <<CONF
+metrics = "127.0.0.1:9100"
+
+[[handler]]
+name = "php"
+send_spec = "tcp://127.0.0.1:9997"
+recv_spec = "tcp://127.0.0.1:9996"
+fastcgi = "unix:$RUN/run/php.sock"
+document_root = "$ROOT/examples/php"
+index = "index.php"
+upload_store = "$RUN/tmp/upload.XXXXXX"
+access_log = "$RUN/logs/m2bridge-access.log"
+
+[[handler]]
+name = "hello"
+send_spec = "tcp://127.0.0.1:9995"
+recv_spec = "tcp://127.0.0.1:9994"
+spawn = { command = ["$ROOT/build/examples/fcgi-hello"], instances = 2 }
+upload_store = "$RUN/tmp/upload.XXXXXX"
+access_log = "$RUN/logs/m2bridge-access.log"
+CONF
+build/m2bridge --config "$RUN/m2bridge.toml" 2> "$RUN/logs/m2bridge.log" &
 pids="$pids $!"
 
 i=0
@@ -66,5 +81,6 @@ curl -s "http://127.0.0.1:6767/?x=1"
 echo "---- curl http://127.0.0.1:6767/hello/world"
 curl -s http://127.0.0.1:6767/hello/world
 [ "${DEMO_ONCE:-0}" = 1 ] && exit 0
-echo "---- demo running on http://127.0.0.1:6767/ (logs in $RUN/logs); Ctrl-C to stop"
+echo "---- demo running on http://127.0.0.1:6767/ (metrics on http://127.0.0.1:9100/metrics,"
+echo "     config in $RUN/m2bridge.toml: edit it and kill -HUP the m2bridge; logs in $RUN/logs); Ctrl-C to stop"
 wait

@@ -90,6 +90,12 @@ TEST_CASE("config: every mistake names the file, the line and the key") {
     CHECK(error_of(ok + ok) == "m2b.toml: send_spec: two handlers connect to tcp://127.0.0.1:9997");
     CHECK(error_of("[[handler]]\nfastcgi = \"x\"\nindex = \"a/b\"\n") ==
           "m2b.toml:1: handler 1: index: must be a file name, not a path: a/b");
+    CHECK(error_of(ok + "send_spec = \"tcp://nowhere\"\n") ==
+          "m2b.toml:1: handler 1: send_spec: tcp://nowhere: expected tcp://HOST:PORT with a port from 1 to 65535");
+    CHECK(error_of(ok + "recv_spec = \"udp://h:1\"\n") ==
+          "m2b.toml:1: handler 1: recv_spec: udp://h:1: unknown transport udp (tcp or ipc)");
+    // One line, whatever the file quotes back.
+    CHECK(error_of(ok + "\"a\\nb\" = 1\n") == "m2b.toml:3: a\\x0ab: unknown key");
     std::string syntax = error_of("[[handler]\n");
     CHECK(syntax.starts_with("m2b.toml:1: "));
 }
