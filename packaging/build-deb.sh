@@ -31,7 +31,7 @@ cp -a "$source_root/packaging/debian" "$src/debian"
 
 (
     cd "$src"
-    DEB_BUILD_OPTIONS="nocheck parallel=2" dpkg-buildpackage -us -uc -b
+    DEB_BUILD_OPTIONS="${DEB_BUILD_OPTIONS:-nocheck parallel=2}" dpkg-buildpackage -us -uc -b
 ) >"$work/build.log" 2>&1 || {
     tail -n 60 "$work/build.log" >&2
     echo "$0: dpkg-buildpackage failed (last lines above)" >&2

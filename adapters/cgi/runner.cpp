@@ -1,5 +1,6 @@
 #include "adapters/cgi/runner.h"
 #include "adapters/child_claims.h"
+#include "base/exec_child.h"
 
 #include "adapters/silence_timer.h"
 #include "bridge/log.h"
@@ -83,12 +84,7 @@ int spawn(const Launch& l, pid_t& pid) {
 // errno when it fails.
 int exec_in_child(const Launch& l) {
     if (setsid() < 0) return errno;
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    struct sigaction dfl {};
-    dfl.sa_handler = SIG_DFL;
-    for (int signo = 1; signo < NSIG; ++signo) sigaction(signo, &dfl, nullptr);
+    reset_signals_for_exec();
     for (int i = 0; i < 3; ++i) {
         if (l.stdio[i] == i) fcntl(i, F_SETFD, 0);  // already in place: keep it open across exec
         else if (dup2(l.stdio[i], i) < 0) return errno;

@@ -1,5 +1,6 @@
 #include "adapters/fastcgi/spawner.h"
 #include "adapters/child_claims.h"
+#include "base/exec_child.h"
 
 #include "bridge/log.h"
 
@@ -116,13 +117,7 @@ struct ExecPlan {
     // with whatever it forked, and a terminal's Ctrl-C reaches only m2bridge.
     else if (setsid() < 0) error = errno;
     if (error == 0) {
-        // m2bridge blocks the signals it reads through signalfd and ignores SIGPIPE; the app must not.
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, nullptr);
-        struct sigaction dfl {};
-        dfl.sa_handler = SIG_DFL;
-        for (int signo = 1; signo < NSIG; ++signo) sigaction(signo, &dfl, nullptr);
+        reset_signals_for_exec();
         // fd 0: the listening socket (FCGI_LISTENSOCK_FILENO). fd 1: m2bridge's
         // stderr too, so what an app prints by mistake reaches the log instead
         // of vanishing. fd 2: m2bridge's stderr, where libfcgi apps report.
