@@ -12,7 +12,10 @@ cpu() {
   echo "$total"
 }
 # BACKEND_PATTERN names the backend processes (php-fpm, fcgiwrap...).
-snapshot() { echo "$(cpu "mongrel2 config") $(cpu build-bench/m2bridge) $(cpu "${BACKEND_PATTERN:-php-fpm}") $(cpu "nginx")"; }
+snapshot() {
+  echo "$(cpu "mongrel2 config") $(cpu build-bench/m2bridge) $(cpu "${BACKEND_PATTERN:-php-fpm}") $(cpu "nginx")" \
+       "$(cpu null_handler)"
+}
 
 measure() {  # name url var
   wrk -t 1 -c 8 -d 2 "$2" > /dev/null 2>&1  # warm-up
@@ -20,12 +23,19 @@ measure() {  # name url var
   out=$(wrk -t 2 -c "$CONNS" -d "$DURATION" --latency "$2")
   after=$(snapshot)
   rps=$(echo "$out" | awk '/^Requests\/sec/ {print $2}')
+  requests=$(echo "$out" | awk '/requests in/ {print $1}')
   p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
   p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
   errors=$(echo "$out" | awk '/Non-2xx|Socket errors/' | tr '\n' ' ')
   printf '%-36s %10s req/s  p50 %8s  p99 %8s %s\n' "$1" "$rps" "$p50" "$p99" "$errors"
-  echo "$before $after $DURATION" | awk '{ printf "    cpu seconds per wall second: mongrel2 %.2f  m2bridge %.2f  backend %.2f  nginx %.2f\n", ($5-$1)/100/$9, ($6-$2)/100/$9, ($7-$3)/100/$9, ($8-$4)/100/$9 }'
-  eval "RPS_$3=$rps"
+  # Process CPU (clock ticks of 10 ms) over the requests wrk completed: µs per request.
+  # shellcheck disable=SC2086
+  set -- "$3" $before $after "$requests"
+  cpu_us=$(echo "$@" | awk '{ n = $12; for (i = 0; i < 5; i++) us[i] = n ? ($(7 + i) - $(2 + i)) * 10000 / n : 0;
+    printf "mongrel2 %.0f  m2bridge %.0f  backend %.0f  nginx %.0f  null-handler %.0f", us[0], us[1], us[2], us[3], us[4] }')
+  echo "    cpu us per request: $cpu_us"
+  eval "RPS_$1=$rps"
+  eval "CPU_$1=\"$cpu_us\""
 }
 
 # The ZeroMQ endpoint for a port number: TCP on loopback, or BENCH_TRANSPORT=ipc for Unix sockets.

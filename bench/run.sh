@@ -18,6 +18,9 @@ cp bench/hello.php "$RUN/www/"
 echo "Hello, world" > "$RUN/www/hello.txt"
 . bench/lib.sh
 M2_PORT=$(free_port); NGINX_PORT=$(free_port); SEND=$(free_port); RECV=$(free_port); SEND2=$(free_port); RECV2=$(free_port)
+SEND3=$(free_port); RECV3=$(free_port)
+# The floor: a handler that answers with nothing in between (bench/null_handler.c).
+cc -O2 -o "$RUN/null_handler" bench/null_handler.c -lzmq
 WORKERS=${FPM_WORKERS:-4}
 
 pids=""
@@ -48,8 +51,11 @@ start_nginx "    root $RUN/www;
       fastcgi_pass unix:$RUN/run/php.sock;
     }"
 start_mongrel2 "$(handler h "$SEND" "$RECV")
-$(handler c "$SEND2" "$RECV2")" \
-  "'/': h, '/c/': c, '/static/': Dir(base='www/', index_file='hello.txt', default_ctype='text/plain')"
+$(handler c "$SEND2" "$RECV2")
+$(handler n "$SEND3" "$RECV3")" \
+  "'/': h, '/c/': c, '/null/': n, '/static/': Dir(base='www/', index_file='hello.txt', default_ctype='text/plain')"
+"$RUN/null_handler" "$(endpoint "$SEND3")" "$(endpoint "$RECV3")" &
+pids="$pids $!"
 build-bench/examples/fcgi-hello "unix:$RUN/run/c.sock" > "$RUN/logs/c.out" 2>&1 &
 pids="$pids $!"
 while [ ! -S "$RUN/run/php.sock" ] || [ ! -S "$RUN/run/c.sock" ]; do sleep 0.1; done
@@ -61,7 +67,7 @@ build-bench/m2bridge fastcgi --send-spec "$(endpoint "$SEND")" --recv-spec "$(en
 pids="$pids $!"
 tries=0
 until curl -sf -o /dev/null "http://127.0.0.1:$M2_PORT/hello.php" && curl -sf -o /dev/null "http://127.0.0.1:$M2_PORT/c/hello" \
-      && curl -sf -o /dev/null "http://127.0.0.1:$NGINX_PORT/hello.php"; do
+      && curl -sf -o /dev/null "http://127.0.0.1:$NGINX_PORT/hello.php" && curl -sf -o /dev/null "http://127.0.0.1:$M2_PORT/null/"; do
   tries=$((tries + 1)); [ $tries -lt 100 ] || { echo "bench: servers did not answer; logs in $RUN/logs"; trap - EXIT; exit 1; }
   sleep 0.2
 done
@@ -80,5 +86,15 @@ until curl -sf -o /dev/null "http://127.0.0.1:$M2_PORT/hello.php"; do sleep 0.2;
 measure "  the same with --keep-conn" "http://127.0.0.1:$M2_PORT/hello.php" KEEP
 /usr/bin/python3 -c "print('ratio m2bridge --keep-conn/nginx: %.2f' % ($RPS_KEEP / $RPS_NGINX))"
 # Where the time goes: the same path with a C app instead of PHP, and Mongrel2 with no backend at all.
+BACKEND_PATTERN=examples/fcgi-hello
 measure "mongrel2 -> m2bridge -> libfcgi C app" "http://127.0.0.1:$M2_PORT/c/hello" C_APP
+unset BACKEND_PATTERN
 measure "mongrel2 alone (static file)" "http://127.0.0.1:$M2_PORT/static/hello.txt" STATIC
+measure "mongrel2 -> null handler" "http://127.0.0.1:$M2_PORT/null/" NULL
+# m2bridge's CPU per request against the null handler's, each from its own run above.
+m2b_us() { echo "$1" | awk '{print $4}'; }
+null_us() { echo "$1" | awk '{print $10}'; }
+/usr/bin/python3 -c "
+m2b, keep, null = $(m2b_us "$CPU_M2B"), $(m2b_us "$CPU_KEEP"), $(null_us "$CPU_NULL")
+print('m2bridge cpu/request vs null handler: %.1fx (php), %.1fx (--keep-conn); null handler %d us' % (m2b / null, keep / null, null))
+print('ratio mongrel2->m2bridge->C app / mongrel2->null handler: %.2f' % ($RPS_C_APP / $RPS_NULL))"
