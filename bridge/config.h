@@ -96,7 +96,7 @@ ServiceConfig load_config_text(std::string_view text, const std::string& path);
 
 // Checks one handler and resolves its paths (realpath, the upload store's
 // owner, the backend address). Throws ConfigError naming the option.
-// `key` spells option names as the source does: "--timeout" or "timeout".
+// `file_keys`: name options as a file does ("timeout"), else as the command line ("--timeout").
 void finish_handler(HandlerConfig& h, bool file_keys);
 // Whole-service checks: handlers do not share endpoints, the user exists, ...
 void finish_service(ServiceConfig& c);

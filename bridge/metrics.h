@@ -17,7 +17,8 @@ namespace m2b {
 inline constexpr std::array<double, 13> kLatencyBucketBounds{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                                                              1,     2.5,  5,     10,   30,  60};
 
-// What one handler counts; the Handler owns one and calls observe() when a request ends.
+// What one handler counts; the Service keeps one per handler name (so reloads keep the
+// counts) and the Handler reports each finished request to it.
 struct HandlerStats {
     std::string name;     // the handler's name (label handler="...")
     std::string backend;  // "fastcgi", "cgi" or "spawn" (label backend="...")
