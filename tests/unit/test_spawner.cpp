@@ -327,6 +327,7 @@ TEST_CASE("spawn: a program that exits at once is restarted with growing delays,
 
 TEST_CASE("spawn: a copy that lived long enough is restarted after the shortest delay again") {
     Scratch scratch;
+    StderrCapture log(scratch.file("log"));
     Loop loop;
     SpawnOptions options;
     options.command = {"sh", "-c", "date +%s%N >> " + scratch.file("starts") + "; sleep 0.25; exit 1"};
@@ -334,12 +335,15 @@ TEST_CASE("spawn: a copy that lived long enough is restarted after the shortest 
     FastcgiSpawner spawner(loop, options);
     REQUIRE(spawner.start() == "");
     REQUIRE(run_until(loop, [&] { return read_numbers(scratch.file("starts")).size() >= 5; }));
-    auto starts = read_numbers(scratch.file("starts"));
-    std::vector<double> gaps_ms;
-    for (size_t i = 1; i < starts.size(); ++i) gaps_ms.push_back((starts[i] - starts[i - 1]) / 1e6);
-    CAPTURE(gaps_ms);
-    // 250 ms of life + 100 ms each time; without the reset: 350, 450, 650, 1050.
-    for (double gap : gaps_ms) CHECK(gap < 450);
+    // Each copy lives 250 ms, past stable_after: every restart waits the
+    // shortest delay (without the reset: 100, 200, 400, 800). Read from the
+    // log, not the clock, so a loaded machine cannot fail it.
+    std::string text = log.text();
+    CAPTURE(text);
+    size_t restarts = 0;
+    for (size_t at = 0; (at = text.find("restarting in 100 ms", at)) != std::string::npos; ++at) ++restarts;
+    CHECK(restarts >= 4);
+    CHECK(text.find("restarting in 200 ms") == std::string::npos);
 }
 
 TEST_CASE("spawn: a program that can no longer be executed at restart is a death like any other") {
@@ -377,7 +381,7 @@ TEST_CASE("spawn: stop() terminates every copy, makes no restart, and then calls
     spawner.stop([&] { ++done_calls; });
     CHECK(done_calls == 0);  // never from inside stop()
     REQUIRE(run_until(loop, [&] { return done_calls > 0; }, 3s));
-    CHECK(Loop::now() - began < 2s);  // SIGTERM did it, not the SIGKILL 5 s later
+    CHECK(Loop::now() - began < 4s);  // SIGTERM did it, not the SIGKILL 5 s later
     run_for(loop, 300ms);             // longer than the first back-off: no restart comes
     CHECK(done_calls == 1);
     CHECK(spawner.running() == 0);
