@@ -29,12 +29,7 @@ namespace {
 // How a mistake names the option: "--timeout" on the command line, "timeout" in a file.
 struct Namer {
     bool file_keys;
-    std::string operator()(const char* key) const {
-        if (file_keys) return key;
-        std::string name = "--";
-        for (const char* p = key; *p; ++p) name += *p == '_' ? '-' : *p;
-        return name;
-    }
+    std::string operator()(const char* key) const { return file_keys ? key : option_for_key(key); }
 };
 
 std::string canonical_dir(const std::string& path, const std::string& option) {

@@ -20,11 +20,13 @@ std::string number(double v) {
 
 }  // namespace
 
-std::string OptionSpec::option() const {
+std::string option_for_key(const char* key) {
     std::string name = "--";
     for (const char* p = key; *p; ++p) name += *p == '_' ? '-' : *p;
     return name;
 }
+
+std::string OptionSpec::option() const { return option_for_key(key); }
 
 std::string OptionSpec::check(double value) const {
     if ((value >= min && value <= max) || (zero_means_none && value == 0)) return "";

@@ -32,4 +32,7 @@ struct OptionSpec {
 
 const std::vector<OptionSpec>& handler_options();
 
+// A file key as the command line spells it: "max_requests" -> "--max-requests".
+std::string option_for_key(const char* key);
+
 }  // namespace m2b

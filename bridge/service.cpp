@@ -217,13 +217,14 @@ void Service::reload(const ServiceConfig& next) {
         endpoints_.erase(endpoints_.begin() + static_cast<long>(i));
         retire_endpoint(std::move(gone));
     }
-    // Access logs no handler writes to any more are closed.
-    for (auto it = access_logs_.begin(); it != access_logs_.end();) {
+    // Access logs no handler writes to any more are closed; while old handlers
+    // still drain (they may write to any of them) all are kept.
+    bool draining = !closing_endpoints_.empty() ||
+                    std::any_of(endpoints_.begin(), endpoints_.end(), [](const auto& e) { return !e->draining.empty(); });
+    for (auto it = access_logs_.begin(); !draining && it != access_logs_.end();) {
         bool used = std::any_of(next.handlers.begin(), next.handlers.end(),
                                 [&](const auto& h) { return h.access_log == it->first; });
-        bool draining = !closing_endpoints_.empty() ||
-                        std::any_of(endpoints_.begin(), endpoints_.end(), [](const auto& e) { return !e->draining.empty(); });
-        it = used || draining ? std::next(it) : access_logs_.erase(it);
+        it = used ? std::next(it) : access_logs_.erase(it);
     }
     config_ = next;
 }
