@@ -20,7 +20,8 @@ snapshot() {
 measure() {  # name url var
   wrk -t 1 -c 8 -d 2 "$2" > /dev/null 2>&1  # warm-up
   before=$(snapshot)
-  out=$(wrk -t 2 -c "$CONNS" -d "$DURATION" --latency "$2")
+  threads=2; [ "$CONNS" -ge 2 ] || threads=1
+  out=$(wrk -t "$threads" -c "$CONNS" -d "$DURATION" --latency "$2")
   after=$(snapshot)
   rps=$(echo "$out" | awk '/^Requests\/sec/ {print $2}')
   requests=$(echo "$out" | awk '/requests in/ {print $1}')
@@ -35,6 +36,7 @@ measure() {  # name url var
     printf "mongrel2 %.0f  m2bridge %.0f  backend %.0f  nginx %.0f  null-handler %.0f", us[0], us[1], us[2], us[3], us[4] }')
   echo "    cpu us per request: $cpu_us"
   eval "RPS_$1=$rps"
+  eval "P50_$1=$p50"
   eval "CPU_$1=\"$cpu_us\""
 }
 
@@ -49,6 +51,7 @@ handler() {
 }
 
 # Starts Mongrel2 in $RUN on $M2_PORT: start_mongrel2 "HANDLER DEFINITIONS" "ROUTES"
+# M2_SETTINGS adds entries to its settings, e.g. "'superpoll.max_fd': 20000".
 start_mongrel2() {
   cat > "$RUN/mongrel2.conf" <<CONF
 $1
@@ -56,7 +59,7 @@ main = Server(uuid='3d1f9a6e-52b4-4c0a-8e2f-7b9c1d2e3f40', name='main', bind_add
               access_log='logs/access.log', error_log='logs/error.log', pid_file='run/mongrel2.pid',
               control_port='ipc://run/control', default_host='localhost',
               hosts=[Host(name='localhost', routes={$2})])
-settings = {'server.daemonize': 0, 'disable.access_logging': 1, 'upload.temp_store': 'tmp/upload.XXXXXX'}
+settings = {'server.daemonize': 0, 'disable.access_logging': 1, 'upload.temp_store': 'tmp/upload.XXXXXX'${M2_SETTINGS:+, $M2_SETTINGS}}
 servers = [main]
 CONF
   (cd "$RUN" && LOGNAME=root m2sh load -config mongrel2.conf -db config.sqlite >/dev/null 2>&1)
@@ -82,4 +85,22 @@ $1
 CONF
   nginx -c "$RUN/nginx.conf" -g 'daemon off;' &
   pids="$pids $!"
+}
+
+# --- per-process measurements (bench/sizes.sh) ----------------------------------------------
+# Clock ticks (user + system, all threads) a process has used: fields 14 and 15 of /proc/PID/stat.
+proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# Nanoseconds on CPU, summed over the process's threads (/proc/PID/task/*/schedstat, first field):
+# the same quantity as proc_ticks at nanosecond resolution, for runs of only a few ticks.
+proc_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%.0f", s}'; }
+# A /proc/PID/status value in kB: proc_kb PID VmHWM
+proc_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+# Stops one process we started: SIGTERM, SIGKILL after 15 s.
+stop_pid() {
+  kill "$1" 2>/dev/null || true
+  ( sleep 15; kill -9 "$1" 2>/dev/null ) &
+  _watcher=$!
+  wait "$1" 2>/dev/null || true
+  kill "$_watcher" 2>/dev/null || true
+  wait "$_watcher" 2>/dev/null || true
 }

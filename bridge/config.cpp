@@ -84,6 +84,11 @@ void add_handler_options(CLI::App* app, HandlerConfig& c, Mode mode) {
                 using T = std::remove_reference_t<decltype(c.*member)>;
                 if constexpr (std::is_same_v<T, bool>) {
                     app->add_flag(spec.option(), c.*member, spec.help);
+                } else if constexpr (std::is_same_v<T, std::optional<bool>>) {
+                    // --keep-conn / --no-keep-conn; neither leaves the default to finish_handler.
+                    std::string name = spec.option();
+                    app->add_flag_callback(name, [&c, member] { c.*member = true; }, spec.help);
+                    app->add_flag_callback("--no-" + name.substr(2), [&c, member] { c.*member = false; });
                 } else if constexpr (std::is_same_v<T, double> || std::is_same_v<T, size_t>) {
                     app->add_option(spec.option(), c.*member, spec.help)
                         ->check(CLI::Validator(
@@ -167,6 +172,7 @@ void finish_handler(HandlerConfig& h, bool file_keys) {
         stat(dir.c_str(), &st);
         h.upload_owner = st.st_uid;  // Mongrel2 writes its uploads into a directory it owns
     }
+    if (h.mode != Mode::Cgi && !h.keep_conn) h.keep_conn = h.spawns() || h.backend.rfind("unix:", 0) == 0;
     check_endpoint(h.send_spec, name("send_spec"));
     check_endpoint(h.recv_spec, name("recv_spec"));
 }
@@ -305,6 +311,8 @@ toml::table handler_table(const HandlerConfig& h) {
                     t.insert(spec.key, list);
                 } else if constexpr (std::is_same_v<T, size_t>) {
                     t.insert(spec.key, static_cast<int64_t>(value));
+                } else if constexpr (std::is_same_v<T, std::optional<bool>>) {
+                    if (value) t.insert(spec.key, *value);
                 } else {
                     t.insert(spec.key, value);
                 }

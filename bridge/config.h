@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -41,7 +42,9 @@ struct HandlerConfig {
     double send_timeout_seconds = 60;  // a reply waiting on a client that takes nothing
     double deadline_seconds = 3600;    // a request holding its backend, start to end; 0: none
     size_t buffer_size = 1024 * 1024;  // reply bytes held per request
-    bool keep_conn = false;
+    // FastCGI: reuse backend connections. Unset: yes for unix sockets (where a
+    // connection the backend does not serve can be seen), no over TCP.
+    std::optional<bool> keep_conn;
     bool allow_root = false;  // cgi: scripts may run as root
     std::string access_log;   // a file, or "-" for stderr
     // Pacing of messages to one connection without download credits: Mongrel2

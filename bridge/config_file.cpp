@@ -167,7 +167,7 @@ private:
             std::visit(
                 [&](auto member) {
                     using T = std::remove_reference_t<decltype(h.*member)>;
-                    if constexpr (std::is_same_v<T, bool>) {
+                    if constexpr (std::is_same_v<T, bool> || std::is_same_v<T, std::optional<bool>>) {
                         h.*member = flag(node, k);
                     } else if constexpr (std::is_same_v<T, std::string>) {
                         h.*member = text(node, k);

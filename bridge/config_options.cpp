@@ -56,7 +56,10 @@ const std::vector<OptionSpec>& handler_options() {
          16 * 1024, 256 * 1024 * 1024},
         {"keepalive", "seconds between Mongrel2 ctl keep-alive messages", S::Any, &H::keepalive_seconds, 0.1,
          kMaxSeconds},
-        {"keep_conn", "reuse backend connections (FCGI_KEEP_CONN)", S::FastCgi, &H::keep_conn},
+        {"keep_conn",
+         "reuse backend connections (FCGI_KEEP_CONN); default: on for unix sockets, off over TCP "
+         "(there, keep --max-requests at or below the backend's workers)",
+         S::FastCgi, &H::keep_conn},
         {"pass_env", "pass this variable of m2bridge's environment to scripts (repeatable)", S::Cgi, &H::pass_env},
         {"allow_root", "let CGI scripts run as root (without it, cgi refuses to start as root)", S::Cgi,
          &H::allow_root},

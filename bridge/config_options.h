@@ -13,7 +13,8 @@ namespace m2b {
 struct OptionSpec {
     enum class Scope { Any, FastCgi, Cgi };
     using Field = std::variant<std::string HandlerConfig::*, double HandlerConfig::*, size_t HandlerConfig::*,
-                               bool HandlerConfig::*, std::vector<std::string> HandlerConfig::*>;
+                               bool HandlerConfig::*, std::optional<bool> HandlerConfig::*,
+                               std::vector<std::string> HandlerConfig::*>;
 
     const char* key;  // file spelling; the option is "--" + key with '-' for '_'
     const char* help;

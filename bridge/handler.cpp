@@ -77,7 +77,7 @@ void Handler::on_message(std::string_view message) {
                 if (json != json_sockets_.end())
                     send_disconnect_notice(request.sender, conn, json->second, true);
                 else if (it != conns_.end() && it->second.held)
-                    send_disconnect_notice(request.sender, conn, it->second.pattern, false);
+                    send_disconnect_notice(request.sender, conn, it->second.rare_fields().pattern, false);
             }
             drop_connection(conn, "client went away");
             return;
@@ -130,7 +130,7 @@ void Handler::on_request(Request request) {
         c.refilled = Loop::now();
     }
     c.last_seen = Loop::now();
-    if (!config_.disconnect_path.empty()) c.pattern = request.header_or("PATTERN", "");
+    if (!config_.disconnect_path.empty()) c.rare_fields().pattern = request.header_or("PATTERN", "");
     if (c.refused) {
         log::debug("conn=", conn, " dropped a request after the pipeline limit");
         return;
@@ -142,16 +142,16 @@ void Handler::on_request(Request request) {
             break;
         case UploadCheck::State::Started:
             log::debug("conn=", conn, " upload started; waiting for it to finish");
-            c.upload_started = upload.reported;
+            c.rare_fields().upload_started = upload.reported;
             return;
         case UploadCheck::State::Done:
-            if (c.upload_started.empty() || c.upload_started != upload.reported) {
+            if (!c.uploading() || c.rare->upload_started != upload.reported) {
                 // Only the connection Mongrel2 announced the upload on may claim the file.
                 log::warn("conn=", conn, " ignored forged upload header: upload-done without a matching upload-start");
             } else {
                 upload_file = upload.file;
             }
-            c.upload_started.clear();
+            if (c.rare) c.rare->upload_started.clear();
             break;
         case UploadCheck::State::Forged:
             log::warn("conn=", conn, " ignored forged upload header: ", upload.why);
@@ -280,7 +280,7 @@ void Handler::maybe_forget(uint64_t conn) {
     auto it = conns_.find(conn);
     if (it == conns_.end()) return;
     const Connection& c = it->second;
-    if (c.queue.empty() && !c.held && c.upload_started.empty() && c.outstanding == 0 && !c.refused &&
+    if (c.queue.empty() && !c.held && !c.uploading() && c.outstanding == 0 && !c.refused &&
         !paced_.count(conn))
         conns_.erase(it);
 }
@@ -408,7 +408,7 @@ size_t Handler::send_window(uint64_t conn) {
 }
 
 void Handler::send_to(const std::string& sender, uint64_t conn, std::string_view bytes) {
-    link_.send(encode_reply(sender, conn, bytes));
+    link_.send(reply_envelope(sender, conn), bytes);
     auto it = conns_.find(conn);
     if (it == conns_.end()) return;
     if (it->second.window > 0)
@@ -451,8 +451,13 @@ void Handler::hold(Transaction& t) {
         link_.send(encode_reply(t.sender(), conn, ""));
         return;
     }
-    it->second.held = Held{t.sender(), t.reply_context()};
+    it->second.held = Held{shared_sender(t.sender()), t.reply_context()};
     ++held_count_;
+}
+
+std::shared_ptr<const std::string> Handler::shared_sender(const std::string& sender) {
+    if (!last_sender_ || *last_sender_ != sender) last_sender_ = std::make_shared<const std::string>(sender);
+    return last_sender_;
 }
 
 void Handler::release_hold(uint64_t conn) {
@@ -523,7 +528,7 @@ bool Handler::send_delivery_batch(Delivery& d) {
     size_t offset = in_full ? d.next : d.next - d.full_ids.size();
     size_t n = std::min(kMaxIdsPerMessage, list.size() - offset);
     std::span<const uint64_t> batch(list.data() + offset, n);
-    link_.send(encode_reply_to(d.sender, batch, in_full ? *d.full : *d.head_only));
+    link_.send(reply_envelope_to(d.sender, batch), in_full ? *d.full : *d.head_only);
     std::vector<uint64_t> closing;
     for (uint64_t id : batch) {
         if (d.close_after.count(id)) closing.push_back(id);
@@ -561,14 +566,14 @@ void Handler::keepalive_tick() {
     auto now = Loop::now();
     for (auto& [conn, c] : conns_) {
         if (c.held) {
-            if (!c.held->delivering) by_sender[c.held->sender].push_back(conn);
+            if (!c.held->delivering) by_sender[*c.held->sender].push_back(conn);
             continue;
         }
         if (!c.queue.empty()) {
             auto state = c.queue.front()->state();
             if (state == Transaction::State::Waiting || state == Transaction::State::Running)
                 by_sender[c.queue.front()->sender()].push_back(conn);
-        } else if (c.upload_started.empty() && now - c.last_seen > std::max(config_.send_timeout(), config_.keepalive())) {
+        } else if (!c.uploading() && now - c.last_seen > std::max(config_.send_timeout(), config_.keepalive())) {
             // Mongrel2 closed it silently (sweeper, kill, overflow). An upload in progress
             // stays: it ends with its -done or a disconnect, however long it takes.
             stale.push_back(conn);

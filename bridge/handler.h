@@ -10,7 +10,9 @@
 
 #include <deque>
 #include <functional>
+#include <list>
 #include <memory>
+#include <memory_resource>
 #include <optional>
 #include <unordered_map>
 #include <unordered_set>
@@ -64,17 +66,29 @@ public:
     void access_log(const Transaction& t) override;
 
 private:
+    // Per held connection, kept small: 10,000 long-polls are 10,000 of these.
     struct Held {
-        std::string sender;
+        std::shared_ptr<const std::string> sender;  // shared by every connection of one server
         ReplyContext ctx;
         bool delivering = false;  // named by a delivery not sent yet
     };
     struct Connection {
-        std::deque<std::unique_ptr<Transaction>> queue;  // front: the one being answered
+        // front: the one being answered. A list, not a deque: libstdc++'s deque
+        // allocates some 600 bytes even when empty, as it is while a client is held.
+        std::list<std::unique_ptr<Transaction>> queue;
         std::optional<Held> held;
         bool refused = false;         // went past --max-pipelined: later requests are dropped
-        std::string upload_started;   // path of an upload Mongrel2 is still writing
-        std::string pattern;          // the route of its last request (--disconnect-path only)
+        // Fields most connections never use, allocated for those that do.
+        struct Rare {
+            std::string upload_started;  // path of an upload Mongrel2 is still writing
+            std::string pattern;         // the route of its last request (--disconnect-path only)
+        };
+        std::unique_ptr<Rare> rare;
+        Rare& rare_fields() {
+            if (!rare) rare = std::make_unique<Rare>();
+            return *rare;
+        }
+        bool uploading() const { return rare && !rare->upload_started.empty(); }
         uint64_t window = 0;          // download.flow_control window (0: not flow-controlled)
         uint64_t outstanding = 0;     // bytes sent and not yet credited
         double tokens = 0;            // pacing without flow control: messages that may go now
@@ -111,6 +125,7 @@ private:
     void send_disconnect_notice(const std::string& sender, uint64_t conn_id, const std::string& pattern,
                                 bool json_socket);
     void end_notice(Transaction& t);
+    std::shared_ptr<const std::string> shared_sender(const std::string& sender);
 
     Loop& loop_;
     const HandlerConfig& config_;
@@ -118,11 +133,16 @@ private:
     Mongrel2Link& link_;
     TransactionSettings settings_;
 
-    std::unordered_map<uint64_t, Connection> conns_;
+    // Connection nodes come from a pool of their own, packed together instead of
+    // scattered between the transactions' memory: held long-polls cost their
+    // node and little else.
+    std::pmr::unsynchronized_pool_resource conn_pool_;
+    std::pmr::unordered_map<uint64_t, Connection> conns_{&conn_pool_};
     std::deque<uint64_t> ready_;                  // connections whose front request may be admitted
     std::deque<Transaction*> waiting_;            // admitted, waiting for a backend slot
     std::unordered_set<Transaction*> in_flight_;  // hold a backend slot
     size_t held_count_ = 0;
+    std::shared_ptr<const std::string> last_sender_;  // Mongrel2's UUID, once for all held connections
     uint64_t flow_window_ = 0;  // learned from the first DOWNLOAD_CREDITS: the server's setting
     std::deque<Delivery> deliveries_;
     std::unordered_set<uint64_t> paced_;  // connections waiting for a pacing token

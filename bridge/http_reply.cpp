@@ -54,12 +54,19 @@ bool must_close(const ReplyContext& ctx, Framing framing) {
     return ctx.client_wants_close || framing == Framing::CloseDelimited;
 }
 
-std::string http_date(std::time_t now) {
-    std::tm tm{};
-    gmtime_r(&now, &tm);
-    char buf[64];
-    size_t n = std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-    return std::string(buf, n);
+const std::string& http_date(std::time_t now) {
+    // Formatted once a second, not once a reply (one loop thread: no lock).
+    static std::time_t cached_second = -1;
+    static std::string cached;
+    if (now != cached_second) {
+        std::tm tm{};
+        gmtime_r(&now, &tm);
+        char buf[64];
+        size_t n = std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        cached.assign(buf, n);
+        cached_second = now;
+    }
+    return cached;
 }
 
 std::string build_head(const ReplyHead& head, const ReplyContext& ctx, Framing framing, uint64_t content_length,

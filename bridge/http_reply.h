@@ -55,6 +55,7 @@ inline constexpr std::string_view kLastChunk = "0\r\n\r\n";
 std::string build_error_reply(int status, const ReplyContext& ctx, std::time_t now,
                               std::vector<std::pair<std::string, std::string>> extra = {});
 
-std::string http_date(std::time_t now);
+// Valid until the next call with another second.
+const std::string& http_date(std::time_t now);
 
 }  // namespace m2b

@@ -72,6 +72,16 @@ bool Loop::set_events(int fd, uint32_t events) {
     return true;
 }
 
+bool Loop::rebind(int fd, FdCallback callback) {
+    auto it = watches_.find(fd);
+    if (it == watches_.end()) return false;
+    // A fresh Watch: the old owner's callback, if it is running, stays alive until it returns.
+    auto w = std::make_shared<Watch>(*it->second);
+    w->callback = std::move(callback);
+    it->second = std::move(w);
+    return true;
+}
+
 void Loop::unwatch(int fd) {
     auto it = watches_.find(fd);
     if (it == watches_.end()) return;

@@ -33,6 +33,10 @@ public:
     // masked and would wake every turn) but keeps the watch; a non-zero mask
     // puts it back. False with errno set if epoll refuses.
     bool set_events(int fd, uint32_t events);
+    // Hands the watch on `fd` to a new callback, mask and epoll entry unchanged
+    // (no system call): for a connection passed from one owner to the next.
+    // False if `fd` is not watched.
+    bool rebind(int fd, FdCallback callback);
     // Safe to call from inside any callback, for any fd.
     void unwatch(int fd);
 

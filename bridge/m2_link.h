@@ -3,6 +3,7 @@
 // handler's fuzz target put a recorder in its place.
 #pragma once
 
+#include <string>
 #include <string_view>
 
 namespace m2b {
@@ -12,6 +13,15 @@ public:
     virtual ~Mongrel2Link() = default;
     // One single-frame message for Mongrel2's SUB socket.
     virtual void send(std::string_view message) = 0;
+    // The same, given as an envelope (reply_envelope()) and a body: the body is
+    // copied once, into the frame itself, not first into a joined string.
+    virtual void send(std::string_view envelope, std::string_view body) {
+        std::string message;
+        message.reserve(envelope.size() + body.size());
+        message += envelope;
+        message += body;
+        send(message);
+    }
     // Shutdown: no more requests are read; replies still go out.
     virtual void stop_receiving() = 0;
 };

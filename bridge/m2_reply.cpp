@@ -48,8 +48,16 @@ std::string encode_reply(std::string_view sender, uint64_t conn_id, std::string_
     return message(sender, std::to_string(conn_id), body);
 }
 
+std::string reply_envelope(std::string_view sender, uint64_t conn_id) {
+    return message(sender, std::to_string(conn_id), "");
+}
+
 std::string encode_reply_to(std::string_view sender, std::span<const uint64_t> ids, std::string_view body) {
     return message(sender, id_list(ids, false), body);
+}
+
+std::string reply_envelope_to(std::string_view sender, std::span<const uint64_t> ids) {
+    return message(sender, id_list(ids, false), "");
 }
 
 std::vector<std::string> encode_reply_many(std::string_view sender, std::span<const uint64_t> ids,

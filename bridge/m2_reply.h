@@ -16,9 +16,12 @@ inline constexpr size_t kMaxIdsPerMessage = 128;
 
 // One message to one connection. An empty body asks Mongrel2 to close it.
 std::string encode_reply(std::string_view sender, uint64_t conn_id, std::string_view body);
+// What comes before the body in it: "SENDER LEN:ID, ".
+std::string reply_envelope(std::string_view sender, uint64_t conn_id);
 
 // One message naming several connections (the caller keeps it to ≤128 ids).
 std::string encode_reply_to(std::string_view sender, std::span<const uint64_t> ids, std::string_view body);
+std::string reply_envelope_to(std::string_view sender, std::span<const uint64_t> ids);
 
 // The same body to many connections: one message per 128 ids. No ids, no message.
 std::vector<std::string> encode_reply_many(std::string_view sender, std::span<const uint64_t> ids,

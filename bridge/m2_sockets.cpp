@@ -70,6 +70,18 @@ void Mongrel2Sockets::send(std::string_view message) {
     }
 }
 
+void Mongrel2Sockets::send(std::string_view envelope, std::string_view body) {
+    zmq::message_t frame(envelope.size() + body.size());
+    auto* out = static_cast<char*>(frame.data());
+    std::memcpy(out, envelope.data(), envelope.size());
+    if (!body.empty()) std::memcpy(out + envelope.size(), body.data(), body.size());
+    try {
+        pub_.send(frame, zmq::send_flags::dontwait);
+    } catch (const zmq::error_t& e) {
+        log::error("zmq send failed: ", e.what());
+    }
+}
+
 void Mongrel2Sockets::stop_receiving() {
     if (!receiving_) return;
     receiving_ = false;

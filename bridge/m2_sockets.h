@@ -27,6 +27,7 @@ public:
 
     // Single-frame, non-blocking. PUB never blocks; with no HWM it never drops either.
     void send(std::string_view message) override;
+    void send(std::string_view envelope, std::string_view body) override;
     void stop_receiving() override;
 
 private:

@@ -32,6 +32,18 @@ void ReplyStream::body(std::string_view bytes) {
     if (state_ != State::Collecting && state_ != State::Streaming) return;
     body_received_ += bytes.size();
     if (discard_body_ || bytes.empty()) return;
+    if (state_ == State::Streaming && framing_ != Framing::Chunked) {
+        // Nothing to write in front of these bytes: framed as they come, one copy fewer.
+        frame(bytes, false);
+        if (buffered() >= limits_.buffer_limit) {
+            cancel_flush();
+            pump();
+            return;
+        }
+        arm_flush();
+        update_backend_pause();
+        return;
+    }
     pending_ += bytes;
     if (pending_.size() >= limits_.buffer_limit) {
         // Too large for one message: stream now instead of waiting for the timer.
@@ -120,29 +132,33 @@ void ReplyStream::start_streaming() {
     pump();
 }
 
-// Moves the pending body bytes into the outbox in the reply's framing: a
-// chunk (and the last chunk when `final`), or the bytes cut at the app's
-// Content-Length, or the bytes as they are.
-void ReplyStream::frame_pending(bool final) {
+// Appends body bytes to the outbox in the reply's framing: a chunk (and the
+// last chunk when `final`), or the bytes cut at the app's Content-Length, or
+// the bytes as they are.
+void ReplyStream::frame(std::string_view bytes, bool final) {
     if (framing_ == Framing::Chunked) {
         if (outbox_pos_ == outbox_.size()) {
             outbox_.clear();
             outbox_pos_ = 0;
         }
-        append_chunk(outbox_, pending_);
+        append_chunk(outbox_, bytes);
         if (final) outbox_ += kLastChunk;
-        body_framed_ += pending_.size();
+        body_framed_ += bytes.size();
     } else if (framing_ != Framing::None) {
         if (framing_ == Framing::ContentLength) {
             uint64_t room = *declared_length_ - body_framed_;
-            if (pending_.size() > room) {
+            if (bytes.size() > room) {
                 overflowed_ = true;
-                pending_.resize(room);
+                bytes = bytes.substr(0, room);
             }
         }
-        body_framed_ += pending_.size();
-        queue(pending_);
+        body_framed_ += bytes.size();
+        queue(bytes);
     }
+}
+
+void ReplyStream::frame_pending(bool final) {
+    frame(pending_, final);
     pending_.clear();
 }
 
@@ -163,10 +179,9 @@ void ReplyStream::end_whole() {
         }
     }
     framing_ = choose_framing(ctx_, head_.status, static_cast<int64_t>(length));
-    std::string out = build_head(head_, ctx_, framing_, length, std::time(nullptr));
-    if (!discard_body_ && framing_ != Framing::None) out += pending_;
+    queue(build_head(head_, ctx_, framing_, length, std::time(nullptr)));
+    if (!discard_body_ && framing_ != Framing::None) queue(pending_);
     pending_.clear();
-    queue(out);
     close_pending_ = must_close(ctx_, framing_);
     state_ = State::Ending;
     pump();
@@ -189,7 +204,7 @@ void ReplyStream::arm_flush() {
         flush_timer_ = 0;
         if (state_ == State::Collecting) {
             start_streaming();
-        } else if (state_ == State::Streaming && !pending_.empty()) {
+        } else if (state_ == State::Streaming && buffered() > 0) {
             frame_pending(false);
             pump();
         }

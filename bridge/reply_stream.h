@@ -93,6 +93,7 @@ public:
 
 private:
     void start_streaming();
+    void frame(std::string_view bytes, bool final);
     void frame_pending(bool final);
     void end_whole();
     void arm_flush();

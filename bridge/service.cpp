@@ -124,8 +124,8 @@ std::unique_ptr<HandlerRuntime> Service::make_runtime(const HandlerConfig& h) {
         FastcgiOptions options;
         options.address = c.backend;
         options.timeout = c.timeout();
-        options.keep_conn = c.keep_conn;
-        options.max_idle = std::max<size_t>(1, std::min<size_t>(c.max_requests, 16));
+        options.keep_conn = c.keep_conn.value_or(false);
+        options.max_connections = c.max_requests;
         rt->gateway = std::make_unique<FastcgiGateway>(loop_, options);
     }
     auto& stats = stats_[c.name];

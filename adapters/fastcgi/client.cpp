@@ -10,6 +10,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "adapters/fastcgi/pool.h"
 #include "adapters/fastcgi/record.h"
 #include "base/life_token.h"
 #include "adapters/silence_timer.h"
@@ -65,16 +66,14 @@ std::string parse_backend_address(const std::string& address, sockaddr_storage& 
 
 namespace {
 
-class FastcgiExchange final : public Exchange {
+class FastcgiExchange final : public Exchange, private KeptConnections::Waiter {
 public:
-    FastcgiExchange(FastcgiGateway& gateway, const CgiEnv& env, const BodySource& body, uint64_t conn_id,
-                    ExchangeSink& sink)
+    FastcgiExchange(FastcgiGateway& gateway, const CgiEnv& env, const BodySource& body, ExchangeSink& sink)
         : gateway_(gateway), loop_(gateway.loop()), env_(env), body_(body), sink_(sink),
           silence_(loop_, gateway.options().timeout, [this] {
               fail(BackendFailure::Timeout,
                    "backend silent for " + std::to_string(silence_.timeout().count()) + " ms");
           }) {
-        (void)conn_id;
         // A kept connection that fails before any reply byte may have run the
         // request already: sent again only when running it twice is harmless.
         for (const auto& [name, value] : env_)
@@ -82,50 +81,69 @@ public:
                 may_retry_ = value == "GET" || value == "HEAD" || value == "OPTIONS" || value == "TRACE";
     }
 
-    ~FastcgiExchange() override { close_connection(); }
+    ~FastcgiExchange() override {
+        if (auto* pool = gateway_.kept()) pool->forget(*this);
+        close_connection();
+    }
 
     void begin() {
-        if (!open_connection(gateway_.options().keep_conn)) return;
         silence_.start();
+        auto* pool = gateway_.kept();
+        if (!pool) {
+            int error = 0;
+            int fd = gateway_.connect_new(error);
+            on_connection(fd, false, error);
+            return;
+        }
+        bool reused = false;
+        int error = 0;
+        int fd = pool->acquire(*this, !may_retry_, reused, error);
+        if (fd < 0 && error == 0) return;  // Waiting: the pool calls on_connection
+        on_connection(fd, reused, error);
     }
 
     void set_paused(bool paused) override {
-        if (paused_ == paused || done_) return;
+        if (paused_ == paused || stage_ == Stage::Done) return;
         paused_ = paused;
         silence_.set_paused(paused);
         update_events();
     }
 
     void cancel() override {
-        done_ = true;
+        stage_ = Stage::Done;
         silence_.stop();
+        if (auto* pool = gateway_.kept()) pool->forget(*this);
         close_connection();
     }
 
 private:
-    // Connects (or takes a kept connection) and queues BEGIN, PARAMS and the body.
-    bool open_connection(bool try_idle) {
-        reused_ = false;
-        fd_ = -1;
-        if (try_idle) {
-            fd_ = gateway_.take_idle();
-            reused_ = fd_ >= 0;
+    enum class Stage {
+        Waiting,     // for a kept connection to come free
+        Connecting,  // connect() in progress
+        Exchanging,  // writing the request, reading the response
+        Done,        // ended: complete, failed or cancelled
+    };
+
+    // A connection, from the pool or just made: queue BEGIN, PARAMS and the
+    // body, and write what the socket takes.
+    void on_connection(int fd, bool reused, int error) override {
+        if (stage_ == Stage::Done) {  // cannot happen: a cancelled exchange has left the queue
+            if (fd >= 0) gateway_.kept() ? gateway_.kept()->discard(fd) : (void)::close(fd);
+            return;
         }
-        connecting_ = false;
-        if (fd_ < 0) {
-            int error = 0;
-            fd_ = gateway_.connect_new(error);
-            if (fd_ < 0) {
-                BackendFailure kind = error == EAGAIN ? BackendFailure::Overloaded : BackendFailure::Unavailable;
-                fail_later(kind, std::string("connect to ") + gateway_.options().address + ": " + strerror(error));
-                return false;
-            }
-            connecting_ = error == EINPROGRESS;
+        if (fd < 0) {
+            BackendFailure kind = error == EAGAIN ? BackendFailure::Overloaded : BackendFailure::Unavailable;
+            fail_later(kind, std::string("connect to ") + gateway_.options().address + ": " + strerror(error));
+            return;
         }
+        fd_ = fd;
+        reused_ = reused;
+        watched_ = false;
+        stage_ = !reused && error == EINPROGRESS ? Stage::Connecting : Stage::Exchanging;
         auto params = fcgi::encode_params(kRequestId, env_);
         if (!params) {
             fail_later(BackendFailure::BadResponse, "a request parameter does not fit one FastCGI record");
-            return false;
+            return;
         }
         out_.clear();
         out_pos_ = 0;
@@ -133,24 +151,24 @@ private:
         body_done_ = false;
         write_failed_ = false;
         reader_ = fcgi::RecordReader();
-        fcgi::append_begin_request(out_, kRequestId, gateway_.options().keep_conn);
+        fcgi::append_begin_request(out_, kRequestId, gateway_.kept() != nullptr);
         out_ += *params;
         refill_body();
         silence_.activity();
         // A Unix socket is usually connected at once: write the request now,
         // so the watch starts with the events it needs (fewer epoll_ctl calls).
-        if (!connecting_) flush();
-        if (done_) return false;
-        if (!watched_) {
-            if (!loop_.watch(fd_, wanted_events(), [this](uint32_t events) { on_events(events); })) {
-                int e = errno;
-                close_connection();
-                fail_later(BackendFailure::Overloaded, std::string("cannot watch descriptor: ") + strerror(e));
-                return false;
-            }
-            watched_ = true;
+        if (stage_ == Stage::Exchanging) flush();
+        if (stage_ == Stage::Done || fd_ != fd) return;  // failed, or retried on a fresh connection
+        // A kept connection is still in epoll from its last request: only the callback changes.
+        bool ok = reused ? loop_.rebind(fd_, [this](uint32_t events) { on_events(events); }) &&
+                               loop_.set_events(fd_, wanted_events())
+                         : loop_.watch(fd_, wanted_events(), [this](uint32_t events) { on_events(events); });
+        watched_ = true;
+        if (!ok) {
+            int e = errno;
+            close_connection();
+            fail_later(BackendFailure::Overloaded, std::string("cannot watch descriptor: ") + strerror(e));
         }
-        return true;
     }
 
     // Appends the next piece of the body (STDIN records) to the output buffer.
@@ -178,9 +196,10 @@ private:
     }
 
     uint32_t wanted_events() const {
+        if (stage_ == Stage::Connecting) return EPOLLOUT;
         uint32_t events = 0;
-        if (connecting_ || (!write_failed_ && out_pos_ < out_.size())) events |= EPOLLOUT;
-        if (!connecting_ && !paused_) events |= EPOLLIN | EPOLLRDHUP;
+        if (!write_failed_ && out_pos_ < out_.size()) events |= EPOLLOUT;
+        if (!paused_) events |= EPOLLIN | EPOLLRDHUP;
         return events;
     }
 
@@ -191,8 +210,8 @@ private:
     }
 
     void on_events(uint32_t events) {
-        if (done_) return;
-        if (connecting_) {
+        if (stage_ == Stage::Done) return;
+        if (stage_ == Stage::Connecting) {
             int err = 0;
             socklen_t len = sizeof err;
             getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len);
@@ -201,15 +220,15 @@ private:
                 return;
             }
             if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
-            connecting_ = false;
+            stage_ = Stage::Exchanging;
             silence_.activity();
         }
         if (!write_failed_ && out_pos_ < out_.size()) {
             flush();
-            if (done_) return;
+            if (stage_ == Stage::Done) return;
         }
         if (!paused_ && (events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP))) read_output();
-        if (!done_) update_events();
+        if (stage_ != Stage::Done) update_events();
     }
 
     void flush() {
@@ -233,15 +252,16 @@ private:
                 out_.clear();
                 out_pos_ = 0;
                 refill_body();
-                if (done_) return;
+                if (stage_ == Stage::Done) return;
+                if (body_done_ && out_.empty() && !reused_ && !got_bytes_)
+                    if (auto* pool = gateway_.kept()) pool->written(*this, fd_);  // is it read?
             }
         }
     }
 
     void read_output() {
-        char buf[kReadChunk];
-        for (int i = 0; i < kReadsPerWakeup && !done_; ++i) {
-            ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+        for (int i = 0; i < kReadsPerWakeup && stage_ != Stage::Done; ++i) {
+            ssize_t n = ::recv(fd_, reader_.prepare(kReadChunk), kReadChunk, 0);
             if (n < 0) {
                 if (errno == EAGAIN || errno == EINTR) return;
                 end_of_stream(strerror(errno));
@@ -251,8 +271,10 @@ private:
                 end_of_stream("connection closed");
                 return;
             }
+            if (!got_bytes_)
+                if (auto* pool = gateway_.kept()) pool->read_by_backend(*this);
             got_bytes_ = true;
-            reader_.feed(std::string_view(buf, static_cast<size_t>(n)));
+            reader_.commit(static_cast<size_t>(n));
             dispatch_records();
         }
     }
@@ -299,7 +321,7 @@ private:
                     fail(BackendFailure::BadResponse, "unexpected record type " + std::to_string(record.type));
                     return;
             }
-            if (done_) return;  // the sink cancelled us
+            if (stage_ == Stage::Done) return;  // the sink cancelled us
         }
     }
 
@@ -318,14 +340,13 @@ private:
                  "backend refused the request, protocol status " + std::to_string(end->protocol_status));
             return;
         }
-        done_ = true;
+        stage_ = Stage::Done;
         silence_.stop();
         bool clean = reader_.buffered() == 0 && body_done_ && out_pos_ == out_.size() && !write_failed_;
-        if (gateway_.options().keep_conn && clean) {
-            if (watched_) loop_.unwatch(fd_);
-            watched_ = false;
-            gateway_.give_back(fd_);
+        if (auto* pool = gateway_.kept(); pool && clean) {
+            pool->release(fd_);  // the pool takes over its watch
             fd_ = -1;
+            watched_ = false;
         } else {
             close_connection();  // promptly: php-fpm and libfcgi wait for our close
         }
@@ -334,21 +355,28 @@ private:
 
     void retry_fresh() {
         close_connection();
-        open_connection(false);
+        int error = 0;
+        int fd = gateway_.kept() ? gateway_.kept()->reconnect(error) : -1;
+        on_connection(fd, false, error);
     }
 
     void close_connection() {
         if (fd_ < 0) return;
-        if (watched_) loop_.unwatch(fd_);
+        if (auto* pool = gateway_.kept()) {
+            pool->discard(fd_);  // unwatches and closes
+        } else {
+            if (watched_) loop_.unwatch(fd_);
+            ::close(fd_);
+        }
         watched_ = false;
-        ::close(fd_);
         fd_ = -1;
     }
 
     void fail(BackendFailure kind, const std::string& why) {
-        if (done_) return;
-        done_ = true;
+        if (stage_ == Stage::Done) return;
+        stage_ = Stage::Done;
         silence_.stop();
+        if (auto* pool = gateway_.kept()) pool->forget(*this);
         close_connection();
         sink_.on_failure(kind, why);
     }
@@ -366,13 +394,12 @@ private:
     LifeToken life_;
     SilenceTimer silence_;
 
+    Stage stage_ = Stage::Waiting;
     int fd_ = -1;
     bool watched_ = false;
-    bool connecting_ = false;
     bool reused_ = false;
     bool may_retry_ = false;  // GET, HEAD, OPTIONS, TRACE
     bool paused_ = false;
-    bool done_ = false;
     bool got_bytes_ = false;
     bool got_stdout_ = false;
     bool write_failed_ = false;
@@ -388,11 +415,16 @@ private:
 FastcgiGateway::FastcgiGateway(Loop& loop, FastcgiOptions options) : loop_(loop), options_(std::move(options)) {
     std::string error = parse_backend_address(options_.address, addr_, addr_len_);
     if (!error.empty()) throw std::invalid_argument(options_.address + ": " + error);
+    if (options_.keep_conn)
+        kept_ = std::make_unique<KeptConnections>(
+            loop_,
+            KeptConnections::Options{.address = options_.address,
+                                     .limit = options_.max_connections,
+                                     .learn = addr_.ss_family == AF_UNIX},
+            [this](int& error) { return connect_new(error); });
 }
 
-FastcgiGateway::~FastcgiGateway() {
-    for (int fd : idle_) ::close(fd);
-}
+FastcgiGateway::~FastcgiGateway() = default;
 
 int FastcgiGateway::connect_new(int& error) {
     int fd = ::socket(addr_.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -414,28 +446,9 @@ int FastcgiGateway::connect_new(int& error) {
     return -1;
 }
 
-int FastcgiGateway::take_idle() {
-    while (!idle_.empty()) {
-        int fd = idle_.back();
-        idle_.pop_back();
-        char probe;
-        ssize_t n = ::recv(fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return fd;  // open and quiet
-        ::close(fd);  // closed by the backend, or it sent something unasked
-    }
-    return -1;
-}
-
-void FastcgiGateway::give_back(int fd) {
-    if (idle_.size() < options_.max_idle)
-        idle_.push_back(fd);
-    else
-        ::close(fd);
-}
-
-std::unique_ptr<Exchange> FastcgiGateway::start(const CgiEnv& env, const BodySource& body, uint64_t conn_id,
+std::unique_ptr<Exchange> FastcgiGateway::start(const CgiEnv& env, const BodySource& body, uint64_t /*conn_id*/,
                                                 ExchangeSink& sink) {
-    auto exchange = std::make_unique<FastcgiExchange>(*this, env, body, conn_id, sink);
+    auto exchange = std::make_unique<FastcgiExchange>(*this, env, body, sink);
     exchange->begin();
     return exchange;
 }

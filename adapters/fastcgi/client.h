@@ -1,6 +1,6 @@
 // The FastCGI client: one responder request per backend connection (php-fpm
-// and libfcgi neither multiplex nor pipeline), optionally kept for reuse with
-// FCGI_KEEP_CONN in a bounded pool.
+// and libfcgi neither multiplex nor pipeline), kept for reuse with
+// FCGI_KEEP_CONN (see pool.h) unless keep_conn is off.
 #pragma once
 
 #include <chrono>
@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <vector>
 
+#include "adapters/fastcgi/pool.h"
 #include "adapters/gateway.h"
 #include "bridge/loop.h"
 
@@ -18,7 +19,7 @@ struct FastcgiOptions {
     std::string address;  // "unix:/path.sock" or "HOST:PORT"
     std::chrono::milliseconds timeout{60000};
     bool keep_conn = false;
-    size_t max_idle = 8;  // kept connections, each pinning a backend worker
+    size_t max_connections = 64;  // kept connections at most (--max-requests)
 };
 
 // Parses "unix:/path" or "host:port" / "[v6]:port". Empty string on success,
@@ -33,12 +34,11 @@ public:
     std::unique_ptr<Exchange> start(const CgiEnv& env, const BodySource& body, uint64_t conn_id,
                                     ExchangeSink& sink) override;
     std::string_view describe() const override { return options_.address; }
-    size_t idle_connections() const override { return idle_.size(); }
+    size_t idle_connections() const override { return kept_ ? kept_->idle() : 0; }
 
     // Used by exchanges.
     int connect_new(int& error);  // a non-blocking socket, connect in progress or done
-    int take_idle();              // -1 if none usable
-    void give_back(int fd);
+    KeptConnections* kept() { return kept_.get(); }  // null without keep_conn
     Loop& loop() { return loop_; }
     const FastcgiOptions& options() const { return options_; }
 
@@ -47,7 +47,7 @@ private:
     FastcgiOptions options_;
     sockaddr_storage addr_{};
     socklen_t addr_len_ = 0;
-    std::vector<int> idle_;
+    std::unique_ptr<KeptConnections> kept_;
 };
 
 }  // namespace m2b

@@ -1,5 +1,8 @@
 #include "adapters/fastcgi/record.h"
 
+#include <algorithm>
+#include <cstring>
+
 namespace m2b::fcgi {
 
 namespace {
@@ -122,20 +125,34 @@ std::optional<EndRequest> decode_end_request(std::string_view content) {
     return end;
 }
 
-void RecordReader::feed(std::string_view bytes) {
-    if (start_ > 0 && start_ == buffer_.size()) {
-        buffer_.clear();
-        start_ = 0;
-    } else if (start_ > 65536) {
-        buffer_.erase(0, start_);
+char* RecordReader::prepare(size_t n) {
+    if (start_ == end_) start_ = end_ = 0;
+    // Records already returned are dropped only when room runs out: the partial
+    // one left moves to the front, once every few reads rather than every read.
+    if (capacity_ - end_ < n && start_ > 0) {
+        std::memmove(buffer_.get(), buffer_.get() + start_, end_ - start_);
+        end_ -= start_;
         start_ = 0;
     }
-    buffer_.append(bytes);
+    if (capacity_ - end_ < n) {
+        size_t capacity = std::max(end_ + n, capacity_ * 2);
+        auto bigger = std::make_unique_for_overwrite<char[]>(capacity);
+        if (end_) std::memcpy(bigger.get(), buffer_.get(), end_);
+        buffer_ = std::move(bigger);
+        capacity_ = capacity;
+    }
+    return buffer_.get() + end_;
+}
+
+void RecordReader::feed(std::string_view bytes) {
+    if (bytes.empty()) return;
+    std::memcpy(prepare(bytes.size()), bytes.data(), bytes.size());
+    commit(bytes.size());
 }
 
 RecordReader::Result RecordReader::next(Record& out) {
     if (!error_.empty()) return Result::Error;
-    std::string_view avail(buffer_.data() + start_, buffer_.size() - start_);
+    std::string_view avail(buffer_.get() + start_, end_ - start_);
     if (avail.size() < kHeaderLen) return Result::NeedMore;
     auto u8 = [&](size_t k) { return static_cast<unsigned char>(avail[k]); };
     if (u8(0) != kVersion) {

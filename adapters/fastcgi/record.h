@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -62,7 +63,7 @@ std::optional<Params> decode_pairs(std::string_view content);
 struct Record {
     uint8_t type = 0;
     uint16_t request_id = 0;
-    std::string_view content;  // valid until the next feed()
+    std::string_view content;  // valid until the next feed() or prepare()
 };
 
 struct EndRequest {
@@ -72,19 +73,26 @@ struct EndRequest {
 std::optional<EndRequest> decode_end_request(std::string_view content);
 
 // Splits a byte stream from the application into records, whatever the read
-// boundaries. Its buffer holds at most one record (8 + 65535 + 255 bytes).
+// boundaries. Records are views into its buffer, which the socket is read
+// into directly (prepare/commit): response bytes are not copied on the way.
+// It holds what one read brings plus at most one partial record.
 class RecordReader {
 public:
-    // Appends bytes; call next() until it returns nothing.
+    // Room for `n` more bytes at the end of the buffer; then commit(how many arrived).
+    char* prepare(size_t n);
+    void commit(size_t n) { end_ += n; }
+    // Appends bytes (prepare + copy + commit); call next() until it returns nothing.
     void feed(std::string_view bytes);
     enum class Result { Record, NeedMore, Error };
     Result next(Record& out);
     const std::string& error() const { return error_; }
-    size_t buffered() const { return buffer_.size() - start_; }
+    size_t buffered() const { return end_ - start_; }
 
 private:
-    std::string buffer_;
-    size_t start_ = 0;
+    std::unique_ptr<char[]> buffer_;  // not a std::string: growing it would zero what recv overwrites
+    size_t capacity_ = 0;
+    size_t start_ = 0;  // first byte not yet returned as a record
+    size_t end_ = 0;    // end of the bytes read
     std::string error_;
 };
 

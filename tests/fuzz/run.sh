@@ -19,7 +19,8 @@ CODEC="bridge/netstring.cpp bridge/json_headers.cpp bridge/m2_request.cpp bridge
 CORE="bridge/loop.cpp bridge/log.cpp bridge/handler.cpp bridge/transaction.cpp bridge/reply_stream.cpp
   bridge/access_log.cpp"
 # The config reader, for fuzz_config_file only.
-CONFIG="bridge/config.cpp bridge/config_options.cpp bridge/config_file.cpp adapters/fastcgi/client.cpp"
+CONFIG="bridge/config.cpp bridge/config_options.cpp bridge/config_file.cpp adapters/fastcgi/client.cpp
+  adapters/fastcgi/pool.cpp"
 # toml++ as the product links it: Debian's compiled library, not the header-only
 # parser (whose debug assertions trip on input the library reports as an error).
 FLAGS="-std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I$ROOT

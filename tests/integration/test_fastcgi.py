@@ -587,7 +587,11 @@ class MalformedMessagesFromTheFront(unittest.TestCase):
                        b"front-1 5 @* 17:{\"METHOD\":\"JSON\"},18:{\"type\":\"weird\"},",
                        b"front-1 6 @* 17:{\"METHOD\":\"JSON\"},21:{\"type\":\"disconnect\"},",
                        b"\xff" * 1000]
-            time.sleep(0.5)  # PUB/SUB slow joiner
+            # PUB/SUB slow joiner: the SUB socket attaches m2bridge's connection, and sends its
+            # subscription, only inside a call on it; a reply sent before that is dropped.
+            deadline = time.time() + 1
+            while time.time() < deadline:
+                sub.poll(50)
             replies = {}
             for i, junk in enumerate(garbage):
                 push.send(junk)

@@ -22,6 +22,7 @@ struct Recorder : Mongrel2Link {
     std::vector<Reply> replies;
     bool receiving = true;
 
+    using Mongrel2Link::send;
     void send(std::string_view message) override {
         // SENDER SP LEN ":" IDS "," SP BODY
         size_t sp = message.find(' ');

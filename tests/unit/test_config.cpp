@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <string>
+#include <vector>
 
 #include "bridge/config.h"
 
@@ -48,7 +49,7 @@ TEST_CASE("config: keys fill the handler; numbers may be integers or floats") {
     REQUIRE(c.handlers.size() == 2);
     CHECK(c.handlers[0].timeout_seconds == 5);
     CHECK(c.handlers[0].keepalive_seconds == 0.5);
-    CHECK(c.handlers[0].keep_conn);
+    CHECK(c.handlers[0].keep_conn == true);
     CHECK(c.handlers[0].disconnect_path == "/gone.php?x=1");
     CHECK(c.handlers[1].name == "handler-2");
     CHECK(c.handlers[1].mode == Mode::Cgi);
@@ -56,6 +57,27 @@ TEST_CASE("config: keys fill the handler; numbers may be integers or floats") {
     CHECK(c.handlers[1].allow_root);
     CHECK(c.handlers[1].pass_env == std::vector<std::string>{"HOME", "LANG"});
     CHECK(c.handlers[1].max_requests == 3);  // max_procs is the cgi spelling
+}
+
+TEST_CASE("config: backend connections are kept by default over unix sockets, not over TCP") {
+    auto keep = [](const std::string& keys) {
+        return load_config_text("[[handler]]\n" + keys, "m2b.toml").handlers[0].keep_conn;
+    };
+    CHECK(keep("fastcgi = \"unix:/run/php.sock\"\n") == true);
+    CHECK(keep("fastcgi = \"127.0.0.1:9000\"\n") == false);
+    CHECK(keep("fastcgi = \"127.0.0.1:9000\"\nkeep_conn = true\n") == true);
+    CHECK(keep("fastcgi = \"unix:/run/php.sock\"\nkeep_conn = false\n") == false);
+    CHECK(keep("cgi = \"/bin/true\"\n") == std::nullopt);
+
+    auto keep_cli = [](std::vector<std::string> args) {
+        std::vector<char*> argv;
+        for (auto& a : args) argv.push_back(a.data());
+        return parse_command_line(static_cast<int>(argv.size()), argv.data()).config.handlers.at(0).keep_conn;
+    };
+    CHECK(keep_cli({"m2bridge", "fastcgi", "unix:/run/php.sock"}) == true);
+    CHECK(keep_cli({"m2bridge", "fastcgi", "--no-keep-conn", "unix:/run/php.sock"}) == false);
+    CHECK(keep_cli({"m2bridge", "fastcgi", "127.0.0.1:9000"}) == false);
+    CHECK(keep_cli({"m2bridge", "fastcgi", "--keep-conn", "127.0.0.1:9000"}) == true);
 }
 
 TEST_CASE("config: spawn takes a command and a number of instances") {

@@ -1,0 +1,83 @@
+"""Kept FastCGI connections, on by default over unix sockets: a backend gives each
+connection one worker until it is closed, so m2bridge must learn how many it serves
+at once, or requests on connections beyond that wait unread in its backlog."""
+
+import concurrent.futures
+import unittest
+
+from harness import Bridge, FcgiHello, Mongrel2, Stack, Workdir, http_request
+import fake_backends as fb
+
+
+def fetch_all(port, paths, clients=16, timeout=30):
+    """GETs every path, `clients` at once; returns [(status, body)] in order."""
+    def one(path):
+        status, _, body = http_request(port, "GET", path, timeout=timeout)
+        return status, body
+    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+        return list(pool.map(one, paths))
+
+
+class LearnedWidth(unittest.TestCase):
+    def test_single_process_libfcgi_app_serves_16_clients_through_one_kept_connection(self):
+        # Kept connections beyond the first would wait for ever behind it: the app reads
+        # only the connection it has until that one closes.
+        work = Workdir()
+        m2 = Mongrel2(work.path, routes={"/hello/": "bridge"})
+        app = FcgiHello(work.path)
+        bridge = Bridge(work.path, m2, app.address, "--log-level", "info", warmup_path="/hello/")
+        try:
+            results = fetch_all(m2.port, ["/hello/%d" % i for i in range(64)])
+            for i, (status, body) in enumerate(results):
+                self.assertEqual(status, 200, "request %d" % i)
+                self.assertIn(b"REQUEST_URI=/hello/%d\n" % i, body)
+            self.assertIn("keeping 1 connection(s)", bridge.log())
+            # And afterwards one connection is all it keeps.
+            results = fetch_all(m2.port, ["/hello/again-%d" % i for i in range(32)])
+            self.assertEqual([s for s, _ in results], [200] * 32)
+        finally:
+            bridge.stop()
+            app.stop()
+            m2.stop()
+            work.cleanup()
+
+    def test_php_fpm_with_two_workers_behind_eight_slots(self):
+        with Stack("--max-requests", "8", "--log-level", "info", children=2) as st:
+            results = fetch_all(st.port, ["/status.php?i=%d" % i for i in range(64)], clients=12)
+            self.assertEqual(results, [(200, b"status body\n")] * 64)
+            self.assertIn("keeping 2 connection(s)", st.bridge.log())
+
+
+class ConnectionsCounted(unittest.TestCase):
+    """A fake backend that honours FCGI_KEEP_CONN and counts the connections it accepts
+    (php-fpm and libfcgi cannot say how many they saw)."""
+
+    def run_sequence(self, *bridge_args):
+        accepted = []
+
+        def keep_serving(params, stdin, conn):
+            accepted.append(params["REQUEST_URI"])
+            while True:
+                conn.sendall(fb.stdout(b"Content-Type: text/plain\r\n\r\n" + params["REQUEST_URI"].encode()) +
+                             fb.end_request())
+                try:
+                    params, stdin = fb.read_request(conn)
+                except (EOFError, OSError):
+                    return
+
+        with Stack(*bridge_args, fake=keep_serving, warmup="/warm") as st:
+            before = len(accepted)
+            for i in range(20):
+                status, _, body = http_request(st.port, "GET", "/n%d" % i)
+                self.assertEqual((status, body), (200, b"/n%d" % i))
+            return len(accepted) - before
+
+    def test_fake_backend_sees_one_connection_for_20_requests_by_default(self):
+        self.assertLessEqual(self.run_sequence(), 1)
+
+    def test_fake_backend_sees_a_connection_per_request_with_no_keep_conn(self):
+        self.assertEqual(self.run_sequence("--no-keep-conn"), 20)
+
+
+if __name__ == "__main__":
+    unittest.main()
