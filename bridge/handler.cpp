@@ -126,7 +126,7 @@ void Handler::on_request(Request request) {
     Connection& c = it->second;
     if (fresh) {
         c.window = flow_window_;
-        c.tokens = config_.pacing_burst;
+        c.tokens = static_cast<float>(config_.pacing_burst);
         c.refilled = Loop::now();
     }
     c.last_seen = Loop::now();
@@ -399,7 +399,7 @@ size_t Handler::send_window(uint64_t conn) {
     }
     auto now = Loop::now();
     double earned = std::chrono::duration<double>(now - c.refilled) / config_.pacing_interval;
-    c.tokens = std::min(config_.pacing_burst, c.tokens + earned);
+    c.tokens = static_cast<float>(std::min(config_.pacing_burst, c.tokens + earned));
     c.refilled = now;
     if (c.tokens >= 1) return SIZE_MAX;
     paced_.insert(conn);

@@ -31,6 +31,7 @@ struct HandlerRuntime final : Mongrel2Link {
     std::unique_ptr<Handler> handler;
 
     void send(std::string_view message) override { sockets->send(message); }
+    void send(std::string_view envelope, std::string_view body) override { sockets->send(envelope, body); }
     void stop_receiving() override { state = State::Draining; }
 };
 

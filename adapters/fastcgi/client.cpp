@@ -23,6 +23,7 @@ constexpr uint16_t kRequestId = 1;       // one request per connection: no multi
 constexpr size_t kReadChunk = 64 * 1024;
 constexpr int kReadsPerWakeup = 4;       // fairness between connections
 constexpr size_t kBodyChunk = 4 * fcgi::kMaxContent;
+constexpr size_t kStdinEndSize = 8;  // the empty STDIN record: a header alone
 
 }  // namespace
 
@@ -88,6 +89,11 @@ public:
 
     void begin() {
         silence_.start();
+        params_ = fcgi::encode_params(kRequestId, env_);
+        if (!params_) {
+            fail_later(BackendFailure::BadResponse, "a request parameter does not fit one FastCGI record");
+            return;
+        }
         auto* pool = gateway_.kept();
         if (!pool) {
             int error = 0;
@@ -97,7 +103,7 @@ public:
         }
         bool reused = false;
         int error = 0;
-        int fd = pool->acquire(*this, !may_retry_, reused, error);
+        int fd = pool->acquire(*this, /*fresh_only=*/!may_retry_, reused, error);
         if (fd < 0 && error == 0) return;  // Waiting: the pool calls on_connection
         on_connection(fd, reused, error);
     }
@@ -140,19 +146,17 @@ private:
         reused_ = reused;
         watched_ = false;
         stage_ = !reused && error == EINPROGRESS ? Stage::Connecting : Stage::Exchanging;
-        auto params = fcgi::encode_params(kRequestId, env_);
-        if (!params) {
-            fail_later(BackendFailure::BadResponse, "a request parameter does not fit one FastCGI record");
-            return;
-        }
+        // On a fresh connection the pool checks that the backend takes the request (pool.h).
+        auto* pool = gateway_.kept();
+        hold_back_ = pool && pool->learning() && !reused ? kStdinEndSize : 0;
         out_.clear();
         out_pos_ = 0;
         body_offset_ = 0;
         body_done_ = false;
         write_failed_ = false;
         reader_ = fcgi::RecordReader();
-        fcgi::append_begin_request(out_, kRequestId, gateway_.kept() != nullptr);
-        out_ += *params;
+        fcgi::append_begin_request(out_, kRequestId, pool != nullptr);
+        out_ += *params_;
         refill_body();
         silence_.activity();
         // A Unix socket is usually connected at once: write the request now,
@@ -233,7 +237,18 @@ private:
 
     void flush() {
         while (out_pos_ < out_.size()) {
-            ssize_t n = ::send(fd_, out_.data() + out_pos_, out_.size() - out_pos_, MSG_NOSIGNAL);
+            size_t end = out_.size();
+            if (hold_back_ && body_done_) {
+                if (out_pos_ + hold_back_ < end) {
+                    end -= hold_back_;  // the rest first; the empty STDIN record in a write of its own
+                } else {
+                    // All but that record is out. Taken already? Then the backend is on this
+                    // connection, and nothing is left to check (see pool.h).
+                    backend_took_all_ = KeptConnections::unread_bytes(fd_) == 0;
+                    hold_back_ = 0;
+                }
+            }
+            ssize_t n = ::send(fd_, out_.data() + out_pos_, end - out_pos_, MSG_NOSIGNAL);
             if (n < 0) {
                 if (errno == EAGAIN || errno == EINTR) return;
                 if (reused_ && !got_bytes_ && may_retry_) {
@@ -253,7 +268,7 @@ private:
                 out_pos_ = 0;
                 refill_body();
                 if (stage_ == Stage::Done) return;
-                if (body_done_ && out_.empty() && !reused_ && !got_bytes_)
+                if (body_done_ && out_.empty() && !reused_ && !got_bytes_ && !backend_took_all_)
                     if (auto* pool = gateway_.kept()) pool->written(*this, fd_);  // is it read?
             }
         }
@@ -403,8 +418,11 @@ private:
     bool got_bytes_ = false;
     bool got_stdout_ = false;
     bool write_failed_ = false;
+    std::optional<std::string> params_;  // encoded once, before a connection is asked for
     std::string out_;
     size_t out_pos_ = 0;
+    size_t hold_back_ = 0;  // trailing bytes of out_ (the empty STDIN record) sent in a write of their own
+    bool backend_took_all_ = false;  // before that last write
     uint64_t body_offset_ = 0;
     bool body_done_ = false;
     fcgi::RecordReader reader_;

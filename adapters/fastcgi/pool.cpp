@@ -23,46 +23,68 @@ KeptConnections::KeptConnections(Loop& loop, Options options, Connect connect)
 
 KeptConnections::~KeptConnections() {
     if (unread_timer_) loop_.cancel(unread_timer_);
+    if (probe_timer_) loop_.cancel(probe_timer_);
     for (int fd : idle_) {
         loop_.unwatch(fd);
         ::close(fd);
     }
 }
 
-int KeptConnections::acquire(Waiter& who, bool check_idle, bool& reused, int& error) {
+int KeptConnections::acquire(Waiter& who, bool fresh_only, bool& reused, int& error) {
     error = 0;
     reused = false;
     // Those already waiting go first.
     if (waiting_.empty()) {
-        int fd = take_idle(check_idle);
-        if (fd >= 0) {
-            reused = true;
-            return fd;
-        }
-        if (open_ < width_) return open_fresh(error);
-        // All the backend is taken to serve is busy. Now and then one more, in
-        // case it has grown (php-fpm's dynamic pools do); if it is not read, the
-        // width comes back down.
-        if (options_.learn && width_ < options_.limit && Loop::now() - last_width_change_ >= options_.probe_every) {
-            ++width_;
-            last_width_change_ = Loop::now();
-            log::debug("backend ", options_.address, ": trying ", width_, " connections at once");
-            return open_fresh(error);
-        }
+        int fd = grant(fresh_only, reused, error);
+        if (fd != -2) return fd;
     }
-    waiting_.push_back(&who);
+    waiting_.push_back({&who, fresh_only});
     return -1;
 }
 
+int KeptConnections::grant(bool fresh_only, bool& reused, int& error) {
+    reused = false;
+    if (!idle_.empty()) {
+        if (!fresh_only) {
+            reused = true;
+            return take_idle();
+        }
+        close_fd(take_idle());  // its place goes to a fresh connection
+        return open_fresh(error);
+    }
+    if (open_ < width_) return open_fresh(error);
+    // All the backend is taken to serve is busy. Now and then one more, in
+    // case it has grown (php-fpm's dynamic pools do); if it is not read, the
+    // width comes back down.
+    if (probe_due()) {
+        ++width_;
+        last_width_change_ = Loop::now();
+        log::debug("backend ", options_.address, ": trying ", width_, " connections at once");
+        return open_fresh(error);
+    }
+    return -2;
+}
+
+bool KeptConnections::probe_due() const {
+    return options_.learn && width_ < options_.limit && Loop::now() - last_width_change_ >= options_.probe_every;
+}
+
 void KeptConnections::forget(Waiter& who) {
-    auto w = std::find(waiting_.begin(), waiting_.end(), &who);
+    auto w = std::find_if(waiting_.begin(), waiting_.end(), [&](const Queued& q) { return q.who == &who; });
     if (w != waiting_.end()) waiting_.erase(w);
     read_by_backend(who);
 }
 
+int KeptConnections::unread_bytes(int fd) {
+    int queued = 0;
+    return ioctl(fd, SIOCOUTQ, &queued) == 0 ? queued : -1;
+}
+
 void KeptConnections::written(Waiter& who, int fd) {
     if (!options_.learn) return;
-    unread_.push_back({&who, fd, Loop::now()});
+    int queued = unread_bytes(fd);
+    if (queued <= 0) return;  // taken already
+    unread_.push_back({&who, fd, queued, Loop::now(), answered_});
     if (!unread_timer_) unread_timer_ = loop_.after(options_.unread_after, [this] { check_unread(); });
 }
 
@@ -71,6 +93,7 @@ void KeptConnections::read_by_backend(Waiter& who) {
 }
 
 void KeptConnections::release(int fd) {
+    ++answered_;
     if (open_ > width_) {
         discard(fd);
         return;
@@ -89,7 +112,7 @@ void KeptConnections::close_fd(int fd) {
     if (it != idle_.end()) idle_.erase(it);
     loop_.unwatch(fd);
     ::close(fd);
-    if (open_ > 0) --open_;
+    --open_;
 }
 
 // Idle connections stay in epoll, so handing one to a request costs no epoll_ctl.
@@ -106,17 +129,11 @@ void KeptConnections::watch_idle(int fd) {
     idle_.push_back(fd);
 }
 
-int KeptConnections::take_idle(bool check) {
-    while (!idle_.empty()) {
-        int fd = idle_.back();
-        idle_.pop_back();
-        if (!check) return fd;
-        char probe;
-        ssize_t n = ::recv(fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return fd;  // open and quiet
-        close_fd(fd);  // closed by the backend, or it sent something unasked
-    }
-    return -1;
+// The most recently used: the longest idle are the first the backend may close.
+int KeptConnections::take_idle() {
+    int fd = idle_.back();
+    idle_.pop_back();
+    return fd;
 }
 
 int KeptConnections::open_fresh(int& error) {
@@ -134,28 +151,42 @@ void KeptConnections::post_serve() {
 void KeptConnections::serve_waiters() {
     serve_posted_ = false;
     while (!waiting_.empty()) {
-        bool reused = !idle_.empty();
+        bool reused = false;
         int error = 0;
-        int fd = reused ? take_idle(false) : open_ < width_ ? open_fresh(error) : -2;
-        if (fd == -2) return;  // still all busy: the next release serves them
-        Waiter* who = waiting_.front();
+        int fd = grant(waiting_.front().fresh_only, reused, error);
+        if (fd == -2) break;  // all busy: the next release, or the probe timer, serves them
+        Waiter* who = waiting_.front().who;
         waiting_.pop_front();
         who->on_connection(fd, reused, error);
+    }
+    // Under a queue that never empties, releases alone would never try a wider width.
+    if (!waiting_.empty() && options_.learn && width_ < options_.limit && !probe_timer_) {
+        auto wait = options_.probe_every - (Loop::now() - last_width_change_);
+        auto ms = std::max<long>(1, std::chrono::duration_cast<std::chrono::milliseconds>(wait).count());
+        probe_timer_ = loop_.after(std::chrono::milliseconds(ms), [this] {
+            probe_timer_ = 0;
+            serve_waiters();
+        });
     }
 }
 
 void KeptConnections::check_unread() {
     unread_timer_ = 0;
     auto now = Loop::now();
-    size_t stuck = 0;
-    std::erase_if(unread_, [&](const Unread& u) {
+    size_t stuck = 0, newly_stuck = 0;
+    std::erase_if(unread_, [&](Unread& u) {
         if (now - u.since < options_.unread_after) return false;
-        int queued = 0;
-        if (ioctl(u.fd, SIOCOUTQ, &queued) != 0 || queued == 0) return true;  // the backend has read it
+        // Any byte taken: the backend has accepted the connection and is on it.
+        int queued = unread_bytes(u.fd);
+        if (queued < u.queued) return true;
+        if (answered_ == u.answered_before) return false;  // it finished nothing else either: maybe only slow to run
         ++stuck;
+        if (!u.counted) ++newly_stuck;
+        u.counted = true;
         return false;
     });
-    if (stuck) narrow(open_ > stuck ? open_ - stuck : 1, stuck);
+    // Each unread request narrows once: later checks see connections already closed.
+    if (newly_stuck) narrow(open_ > stuck ? open_ - stuck : 1, stuck);
     if (!unread_.empty()) unread_timer_ = loop_.after(options_.unread_after, [this] { check_unread(); });
 }
 

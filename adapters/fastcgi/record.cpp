@@ -126,7 +126,14 @@ std::optional<EndRequest> decode_end_request(std::string_view content) {
 }
 
 char* RecordReader::prepare(size_t n) {
-    if (start_ == end_) start_ = end_ = 0;
+    if (start_ == end_) {
+        start_ = end_ = 0;
+        // Grown for a burst of partial records: not kept for the rest of a long exchange.
+        if (capacity_ > 2 * n) {
+            buffer_.reset();
+            capacity_ = 0;
+        }
+    }
     // Records already returned are dropped only when room runs out: the partial
     // one left moves to the front, once every few reads rather than every read.
     if (capacity_ - end_ < n && start_ > 0) {

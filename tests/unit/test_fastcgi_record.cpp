@@ -1,5 +1,8 @@
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <cstring>
+
 #include "adapters/fastcgi/record.h"
 
 using namespace m2b;
@@ -125,4 +128,37 @@ TEST_CASE("reader: header split 3+5, padding 255, bad version") {
     RecordReader bad;
     bad.feed(std::string("\x09\x06\x00\x01\x00\x00\x00\x00", 8));
     CHECK(bad.next(r) == RecordReader::Result::Error);
+}
+
+TEST_CASE("reader: read in place with prepare/commit, records split across reads of any size") {
+    // 64 KiB records, read in pieces that never line up with them, as recv() into the
+    // reader's own buffer delivers them: every byte comes out once, in order.
+    std::string stream, expected;
+    for (int i = 0; i < 9; ++i) {
+        std::string content(i % 2 ? 65535 : 1000 + i, static_cast<char>('a' + i));
+        append_record(stream, kStdout, 1, content);
+        expected += content;
+    }
+    append_record(stream, kEndRequest, 1, std::string(8, '\0'));
+    for (size_t piece : {size_t(1), size_t(7), size_t(4096), size_t(65536), size_t(100000)}) {
+        RecordReader reader;
+        std::string got;
+        int ends = 0;
+        for (size_t pos = 0; pos < stream.size();) {
+            size_t n = std::min(piece, stream.size() - pos);
+            std::memcpy(reader.prepare(n), stream.data() + pos, n);
+            reader.commit(n);
+            pos += n;
+            Record r;
+            while (reader.next(r) == RecordReader::Result::Record) {
+                if (r.type == kStdout) got += r.content;
+                if (r.type == kEndRequest) ++ends;
+            }
+            // What is left is at most one partial record.
+            if (reader.buffered() >= 8 + 65535 + 255) FAIL_CHECK("more than one partial record left: " << reader.buffered());
+        }
+        CHECK(got == expected);
+        CHECK(ends == 1);
+        CHECK(reader.buffered() == 0);
+    }
 }
