@@ -141,8 +141,17 @@ ScriptCgroups::~ScriptCgroups() {
     rmdir(root_.c_str());
 }
 
+namespace {
+constexpr size_t kEmptyKept = 64;  // about the scripts that run at once, whatever --max-procs
+}  // namespace
+
 std::string ScriptCgroups::create() {
     if (!enabled()) return "";
+    if (!empty_.empty()) {
+        std::string group = std::move(empty_.back());
+        empty_.pop_back();
+        return group;
+    }
     std::string group = root_ + "/req-" + std::to_string(next_id_++);
     if (mkdir(group.c_str(), 0755) != 0) return "";
     return group;
@@ -154,11 +163,19 @@ void ScriptCgroups::kill(const std::string& group) {
 
 void ScriptCgroups::release(const std::string& group) {
     if (group.empty()) return;
-    if (rmdir(group.c_str()) != 0 && errno == EBUSY) released_.push_back(group);
+    released_.push_back(group);
+    sweep();
 }
 
 void ScriptCgroups::sweep() {
-    std::erase_if(released_, [](const std::string& group) { return rmdir(group.c_str()) == 0 || errno != EBUSY; });
+    std::erase_if(released_, [this](const std::string& group) {
+        if (populated(group)) return false;  // a script, or what it left behind, is still there
+        if (!doomed_.erase(group) && empty_.size() < kEmptyKept)
+            empty_.push_back(group);
+        else
+            rmdir(group.c_str());
+        return true;
+    });
 }
 
 }  // namespace m2b

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 namespace m2b {
@@ -23,13 +24,19 @@ public:
     const std::string& path() const { return root_; }
     const std::string& why_not() const { return why_not_; }
 
-    // A new, empty cgroup for one request; "" when it cannot be made.
+    // An empty cgroup for one request; "" when it cannot be made.
     std::string create();
     // SIGKILL to every process in `group` (cgroup.kill).
     void kill(const std::string& group);
-    // Removes `group` now if it is empty, else at a later sweep().
+    // A kill of `group` may still come (after a grace time): it must not be
+    // handed to another request, so it is removed once empty.
+    void never_reuse(const std::string& group) {
+        if (!group.empty()) doomed_.insert(group);
+    }
+    // The request is over: once `group` is empty (now, or at a later sweep())
+    // it is kept for another request, or removed when enough are kept.
     void release(const std::string& group);
-    // Retries removing released groups: call when processes may have exited.
+    // Looks again at released groups: call when processes may have exited.
     void sweep();
 
 private:
@@ -37,6 +44,11 @@ private:
     std::string why_not_;
     uint64_t next_id_ = 1;
     std::vector<std::string> released_;  // not yet empty when released
+    // Empty, ready for the next request: making and removing a cgroup costs
+    // milliseconds each (the kernel waits for RCU grace periods), more than
+    // the script's own start.
+    std::vector<std::string> empty_;
+    std::unordered_set<std::string> doomed_;
 };
 
 }  // namespace m2b
