@@ -21,13 +21,14 @@ measure() {  # name url var
   wrk -t 1 -c 8 -d 2 "$2" > /dev/null 2>&1  # warm-up
   before=$(snapshot)
   threads=2; [ "$CONNS" -ge 2 ] || threads=1
-  out=$(wrk -t "$threads" -c "$CONNS" -d "$DURATION" --latency "$2")
+  out=$(wrk -t "$threads" -c "$CONNS" -d "$DURATION" --latency "$2" 2>&1)
   after=$(snapshot)
   rps=$(echo "$out" | awk '/^Requests\/sec/ {print $2}')
   requests=$(echo "$out" | awk '/requests in/ {print $1}')
   p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
   p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
   errors=$(echo "$out" | awk '/Non-2xx|Socket errors/' | tr '\n' ' ')
+  [ -n "$rps" ] || errors="wrk printed no figures: $(echo "$out" | head -3 | tr '\n' ' ')"
   printf '%-36s %10s req/s  p50 %8s  p99 %8s %s\n' "$1" "$rps" "$p50" "$p99" "$errors"
   # Process CPU (clock ticks of 10 ms) over the requests wrk completed: µs per request.
   # shellcheck disable=SC2086
@@ -64,6 +65,28 @@ servers = [main]
 CONF
   (cd "$RUN" && LOGNAME=root m2sh load -config mongrel2.conf -db config.sqlite >/dev/null 2>&1)
   (cd "$RUN" && exec mongrel2 config.sqlite 3d1f9a6e-52b4-4c0a-8e2f-7b9c1d2e3f40 > logs/m2.out 2>&1) &
+  pids="$pids $!"
+}
+
+# Starts php-fpm in $RUN: a static pool of $1 workers on $RUN/run/php.sock, plus the pool lines
+# in $2 (e.g. php_admin_value[...]). Its pid is the last word of $pids.
+start_php_fpm() {
+  cat > "$RUN/fpm.conf" <<CONF
+[global]
+pid = $RUN/run/fpm.pid
+error_log = $RUN/logs/fpm.log
+daemonize = no
+[bench]
+user = root
+group = root
+listen = $RUN/run/php.sock
+listen.mode = 0666
+listen.backlog = 1024
+pm = static
+pm.max_children = $1
+${2:-}
+CONF
+  /usr/sbin/php-fpm8.2 -R -n -y "$RUN/fpm.conf" -F > "$RUN/logs/fpm.out" 2>&1 &
   pids="$pids $!"
 }
 

@@ -58,24 +58,8 @@ trap 'exit 130' INT TERM
 
 cc -O2 -o "$RUN/longpoll_driver" bench/longpoll_driver.c
 
-cat > "$RUN/fpm.conf" <<CONF
-[global]
-pid = $RUN/run/fpm.pid
-error_log = $RUN/logs/fpm.log
-daemonize = no
-[longpoll]
-user = root
-group = root
-listen = $RUN/run/php.sock
-listen.mode = 0666
-listen.backlog = 1024
-pm = static
-pm.max_children = $WORKERS
-env[LONGPOLL_HOLDS] = $RUN/holds
-CONF
-/usr/sbin/php-fpm8.2 -R -n -y "$RUN/fpm.conf" -F > "$RUN/logs/fpm.out" 2>&1 &
-FPM_PID=$!
-pids="$pids $FPM_PID"
+start_php_fpm "$WORKERS" "env[LONGPOLL_HOLDS] = $RUN/holds"
+FPM_PID=${pids##* }
 
 M2_PORT=$(free_port); SEND=$(free_port); RECV=$(free_port); METRICS=$(free_port)
 # superpoll.max_fd: Mongrel2's default (10240) is too few for N clients.

@@ -27,22 +27,7 @@ pids=""
 cleanup() { for p in $pids; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$RUN"; }
 trap cleanup EXIT INT TERM
 
-cat > "$RUN/fpm.conf" <<CONF
-[global]
-pid = $RUN/run/fpm.pid
-error_log = $RUN/logs/fpm.log
-daemonize = no
-[bench]
-user = root
-group = root
-listen = $RUN/run/php.sock
-listen.mode = 0666
-listen.backlog = 1024
-pm = static
-pm.max_children = $WORKERS
-CONF
-/usr/sbin/php-fpm8.2 -R -n -y "$RUN/fpm.conf" -F > "$RUN/logs/fpm.out" 2>&1 &
-pids="$pids $!"
+start_php_fpm "$WORKERS"
 
 start_nginx "    root $RUN/www;
     location / {

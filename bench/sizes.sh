@@ -66,23 +66,8 @@ while (!feof($in)) {
 }
 echo hash_final($ctx), ' ', $len, "\n";
 PHP
-cat > "$RUN/fpm.conf" <<CONF
-[global]
-pid = $RUN/run/fpm.pid
-error_log = $RUN/logs/fpm.log
-daemonize = no
-[sizes]
-user = root
-group = root
-listen = $RUN/run/php.sock
-listen.mode = 0666
-pm = static
-pm.max_children = 1
-php_admin_value[enable_post_data_reading] = 0
-php_admin_value[max_execution_time] = 0
-CONF
-/usr/sbin/php-fpm8.2 -R -n -y "$RUN/fpm.conf" -F > "$RUN/logs/fpm.out" 2>&1 &
-pids="$pids $!"
+start_php_fpm 1 'php_admin_value[enable_post_data_reading] = 0
+php_admin_value[max_execution_time] = 0'
 tries=0
 while [ ! -S "$RUN/run/php.sock" ] || [ ! -S "$RUN/run/pattern.sock" ]; do
   tries=$((tries + 1)); [ $tries -lt 100 ] || { echo "sizes: backends did not start; logs in $RUN/logs"; exit 1; }

@@ -84,22 +84,7 @@ while (!feof($in)) {
 echo hash_final($ctx), ' ', $len, "\n";
 PHP
 
-cat > "$RUN/fpm.conf" <<CONF
-[global]
-pid = $RUN/run/fpm.pid
-error_log = $RUN/logs/fpm.log
-daemonize = no
-[soak]
-user = root
-group = root
-listen = $RUN/run/php.sock
-listen.mode = 0666
-listen.backlog = 1024
-pm = static
-pm.max_children = 4
-CONF
-/usr/sbin/php-fpm8.2 -R -n -y "$RUN/fpm.conf" -F > "$RUN/logs/fpm.out" 2>&1 &
-pids="$pids $!"
+start_php_fpm 4
 
 M2_PORT=$(free_port); SEND=$(free_port); RECV=$(free_port)
 start_mongrel2 "$(handler h "$SEND" "$RECV")" "'/': h"   # lib.sh: upload.temp_store = tmp/upload.XXXXXX

@@ -24,9 +24,10 @@ KeptConnections::KeptConnections(Loop& loop, Options options, Connect connect)
 KeptConnections::~KeptConnections() {
     if (unread_timer_) loop_.cancel(unread_timer_);
     if (probe_timer_) loop_.cancel(probe_timer_);
-    for (int fd : idle_) {
-        loop_.unwatch(fd);
-        ::close(fd);
+    if (idle_timer_) loop_.cancel(idle_timer_);
+    for (const Idle& idle : idle_) {
+        loop_.unwatch(idle.fd);
+        ::close(idle.fd);
     }
 }
 
@@ -126,12 +127,25 @@ void KeptConnections::watch_idle(int fd) {
         close_fd(fd);
         return;
     }
-    idle_.push_back(fd);
+    idle_.push_back({fd, Loop::now()});
+    if (!idle_timer_) idle_timer_ = loop_.after(options_.idle_timeout, [this] { close_expired(); });
+}
+
+// The longest idle are at the front.
+void KeptConnections::close_expired() {
+    idle_timer_ = 0;
+    auto now = Loop::now();
+    while (!idle_.empty() && now - idle_.front().since >= options_.idle_timeout) close_fd(idle_.front().fd);
+    if (!idle_.empty()) {
+        auto wait = idle_.front().since + options_.idle_timeout - now;
+        auto ms = std::max<long>(1, std::chrono::duration_cast<std::chrono::milliseconds>(wait).count());
+        idle_timer_ = loop_.after(std::chrono::milliseconds(ms), [this] { close_expired(); });
+    }
 }
 
 // The most recently used: the longest idle are the first the backend may close.
 int KeptConnections::take_idle() {
-    int fd = idle_.back();
+    int fd = idle_.back().fd;
     idle_.pop_back();
     return fd;
 }
@@ -198,7 +212,7 @@ void KeptConnections::narrow(size_t width, size_t unread) {
               " connections: keeping ", width, " connection(s) to it");
     width_ = width;
     last_width_change_ = Loop::now();
-    while (open_ > width_ && !idle_.empty()) close_fd(idle_.front());
+    while (open_ > width_ && !idle_.empty()) close_fd(idle_.front().fd);
 }
 
 }  // namespace m2b

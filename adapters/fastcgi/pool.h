@@ -10,6 +10,9 @@
 // request, so the width is the configured limit (--max-requests) and the
 // operator keeps it at or below the backend's workers.
 //
+// An idle connection pins a worker that other clients of the same backend
+// (nginx, another handler) may need, so it is closed after idle_timeout.
+//
 // A request that must not run twice (a POST) never takes an idle connection:
 // php-fpm closes a connection right after the last request of a recycled
 // worker, and a POST sent into that close could not be retried. It gets a
@@ -50,6 +53,7 @@ public:
         // not accepted. (A backend that finished nothing may just be slow to run.)
         std::chrono::milliseconds unread_after{100};
         std::chrono::milliseconds probe_every{5000};  // try one more connection, at most this often
+        std::chrono::milliseconds idle_timeout{1000};
     };
     // connect(error): a non-blocking socket, connected or connecting, or -1 with error set.
     using Connect = std::function<int(int& error)>;
@@ -122,7 +126,14 @@ private:
     size_t width_;       // connections the backend is taken to serve at once
     size_t open_ = 0;    // kept connections open, busy or idle
     uint64_t answered_ = 0;  // requests finished cleanly, ever
-    std::vector<int> idle_;  // most recently used last
+    struct Idle {
+        int fd;
+        Loop::Clock::time_point since;
+        bool operator==(int other) const { return fd == other; }
+    };
+    std::vector<Idle> idle_;  // most recently used last
+    Loop::TimerId idle_timer_ = 0;
+    void close_expired();
     std::deque<Queued> waiting_;
     std::vector<Unread> unread_;
     Loop::TimerId unread_timer_ = 0;

@@ -79,6 +79,49 @@ class LearnedWidth(unittest.TestCase):
             self.assertEqual(results, [(200, b"status body\n")] * 60)
 
 
+def fastcgi_get(socket_path, script, timeout):
+    """One FastCGI request straight to a backend, as nginx would send it; returns STDOUT bytes."""
+    import socket
+    import struct
+
+    def record(rtype, content):
+        return struct.pack(">BBHHBB", 1, rtype, 1, len(content), 0, 0) + content
+
+    def pair(name, value):
+        return bytes([len(name), len(value)]) + name + value
+    params = b"".join(pair(n, v) for n, v in [(b"SCRIPT_FILENAME", script.encode()), (b"REQUEST_METHOD", b"GET"),
+                                              (b"SCRIPT_NAME", b"/status.php"), (b"QUERY_STRING", b"")])
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(timeout)
+        s.connect(socket_path)
+        s.sendall(record(1, struct.pack(">HB5x", 1, 0)) + record(4, params) + record(4, b"") + record(5, b""))
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    out, pos = b"", 0
+    while pos + 8 <= len(data):
+        _, rtype, _, length, padding, _ = struct.unpack(">BBHHBB", data[pos:pos + 8])
+        if rtype == 6:
+            out += data[pos + 8:pos + 8 + length]
+        pos += 8 + length + padding
+    return out
+
+
+class SharedBackend(unittest.TestCase):
+    def test_an_idle_kept_connection_lets_go_of_the_worker_another_client_needs(self):
+        # php-fpm with one worker, shared with another client (nginx, say). m2bridge's kept
+        # connection pins that worker while idle; it is closed after a second so the other
+        # client is served, instead of waiting in the backlog for as long as m2bridge lives.
+        with Stack(children=1) as st:
+            self.assertEqual(http_request(st.port, "GET", "/status.php")[0], 200)
+            body = fastcgi_get(st.fpm.socket, st.root + "/status.php", timeout=15)
+            self.assertIn(b"status body", body)
+            self.assertEqual(http_request(st.port, "GET", "/status.php")[::2], (200, b"status body\n"))
+
+
 class ConnectionsCounted(unittest.TestCase):
     """A fake backend that honours FCGI_KEEP_CONN and counts the connections it accepts
     (php-fpm and libfcgi cannot say how many they saw)."""
