@@ -208,8 +208,15 @@ void KeptConnections::check_unread() {
 // Closing idle ones frees their workers for the requests still unread.
 void KeptConnections::narrow(size_t width, size_t unread) {
     if (width >= width_) return;
-    log::info("backend ", options_.address, " leaves ", unread, " request(s) unread on ", open_,
-              " connections: keeping ", width, " connection(s) to it");
+    std::string line = log::cat("backend ", options_.address, " leaves ", unread, " request(s) unread on ", open_,
+                                " connections: keeping ", width, " connection(s) to it");
+    // At info once for each new low: a probe that finds the same width again is not news.
+    if (width < lowest_width_logged_) {
+        log::info(line);
+        lowest_width_logged_ = width;
+    } else {
+        log::debug(line);
+    }
     width_ = width;
     last_width_change_ = Loop::now();
     while (open_ > width_ && !idle_.empty()) close_fd(idle_.front().fd);

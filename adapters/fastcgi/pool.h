@@ -140,6 +140,7 @@ private:
     Loop::TimerId probe_timer_ = 0;
     bool serve_posted_ = false;
     Loop::Clock::time_point last_width_change_;
+    size_t lowest_width_logged_ = SIZE_MAX;
     LifeToken life_;  // posted tasks outliving the pool do nothing
 };
 
