@@ -90,6 +90,25 @@ CONF
   pids="$pids $!"
 }
 
+# The backends of bench/membound.sh and bench/sizes.sh: bench/fcgi_pattern.c on
+# $RUN/run/pattern.sock, and php-fpm (one worker) with bench/upload.php in $RUN/www. php://input
+# is read lazily from the FastCGI stream only when PHP does not parse the body itself (with
+# enable_post_data_reading on, a body above post_max_size would be refused before the script
+# runs). Waits for both sockets; $1 names the caller in the error line.
+start_body_backends() {
+  cc -O2 -o "$RUN/fcgi_pattern" bench/fcgi_pattern.c -lfcgi
+  "$RUN/fcgi_pattern" "unix:$RUN/run/pattern.sock" > "$RUN/logs/pattern.out" 2>&1 &
+  pids="$pids $!"
+  cp bench/upload.php "$RUN/www/upload.php"
+  start_php_fpm 1 'php_admin_value[enable_post_data_reading] = 0
+php_admin_value[max_execution_time] = 0'
+  tries=0
+  while [ ! -S "$RUN/run/php.sock" ] || [ ! -S "$RUN/run/pattern.sock" ]; do
+    tries=$((tries + 1)); [ $tries -lt 100 ] || { echo "$1: backends did not start; logs in $RUN/logs"; exit 1; }
+    sleep 0.1
+  done
+}
+
 # Starts nginx on $NGINX_PORT with the given server-block lines: start_nginx "LINES"
 start_nginx() {
   cat > "$RUN/nginx.conf" <<CONF

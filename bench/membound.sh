@@ -43,48 +43,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 mb() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
 
-# Stops one process we started: SIGTERM, SIGKILL after 15 s.
-stop_pid() {
-  kill "$1" 2>/dev/null || true
-  ( sleep 15; kill -9 "$1" 2>/dev/null ) &
-  watcher=$!
-  wait "$1" 2>/dev/null || true
-  kill "$watcher" 2>/dev/null || true
-  wait "$watcher" 2>/dev/null || true
-}
-
-cc -O2 -o "$RUN/fcgi_pattern" bench/fcgi_pattern.c -lfcgi
-"$RUN/fcgi_pattern" "unix:$RUN/run/pattern.sock" > "$RUN/logs/pattern.out" 2>&1 &
-pids="$pids $!"
-
-# The upload app: md5 and length of the request body, read in 64 KiB pieces (never all at once).
-cat > "$RUN/www/upload.php" <<'PHP'
-<?php
-header('Content-Type: text/plain');
-$in = fopen('php://input', 'rb');
-$ctx = hash_init('md5');
-$len = 0;
-while (!feof($in)) {
-    $d = fread($in, 65536);
-    if ($d === false || $d === '') break;
-    $len += strlen($d);
-    hash_update($ctx, $d);
-}
-echo hash_final($ctx), ' ', $len, "\n";
-PHP
-# php://input is read lazily from the FastCGI stream when PHP does not parse the body itself;
-# with enable_post_data_reading on, a body above post_max_size (8M without php.ini) would be
-# refused before the script runs, so the pool turns body parsing off.
-start_php_fpm 1 'php_admin_value[enable_post_data_reading] = 0
-php_admin_value[max_execution_time] = 0'
-tries=0
-while [ ! -S "$RUN/run/php.sock" ] || [ ! -S "$RUN/run/pattern.sock" ]; do
-  tries=$((tries + 1)); [ $tries -lt 100 ] || { echo "membound: backends did not start; logs in $RUN/logs"; exit 1; }
-  sleep 0.1
-done
+start_body_backends membound
 
 # Starts Mongrel2 in its own directory with download.flow_control=$1; sets M2_DIR, M2_PORT, M2_PID,
 # and the handler ports PSEND/PRECV (pattern app) and USEND/URECV (upload app).
@@ -142,13 +103,13 @@ run_case() {
     fast) start_bridge pattern; what="download, fast client" ;;
     upload) start_bridge upload; what="upload (async, php-fpm)" ;;
   esac
-  base=$(kb "$BR" VmHWM)
+  base=$(proc_kb "$BR" VmHWM)
   case $1 in
     slow) out=$($PY bench/membound_client.py download "$M2_PORT" "/p/x?n=$SIZE&cl=$CL" "$SIZE" "$RATE") || true ;;
     fast) out=$($PY bench/membound_client.py download "$M2_PORT" "/p/x?n=$SIZE&cl=$CL" "$SIZE" 0) || true ;;
     upload) out=$($PY bench/membound_client.py upload "$M2_PORT" "/up/upload.php" "$SIZE") || true ;;
   esac
-  hwm=$(kb "$BR" VmHWM); rss=$(kb "$BR" VmRSS); fds=$(ls "/proc/$BR/fd" 2>/dev/null | wc -l)
+  hwm=$(proc_kb "$BR" VmHWM); rss=$(proc_kb "$BR" VmRSS); fds=$(ls "/proc/$BR/fd" 2>/dev/null | wc -l)
   alive=yes; kill -0 "$BR" 2>/dev/null || alive="no (exited)"
   stop_pid "$BR"
   sleep 0.3

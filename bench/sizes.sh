@@ -49,30 +49,7 @@ trap 'exit 130' INT TERM
 
 # The backends, as in bench/membound.sh: the pattern app, and php-fpm reading php://input lazily
 # (body parsing off, so no post_max_size refusal and no copy of the body in PHP's memory).
-cc -O2 -o "$RUN/fcgi_pattern" bench/fcgi_pattern.c -lfcgi
-"$RUN/fcgi_pattern" "unix:$RUN/run/pattern.sock" > "$RUN/logs/pattern.out" 2>&1 &
-pids="$pids $!"
-cat > "$RUN/www/upload.php" <<'PHP'
-<?php
-header('Content-Type: text/plain');
-$in = fopen('php://input', 'rb');
-$ctx = hash_init('md5');
-$len = 0;
-while (!feof($in)) {
-    $d = fread($in, 65536);
-    if ($d === false || $d === '') break;
-    $len += strlen($d);
-    hash_update($ctx, $d);
-}
-echo hash_final($ctx), ' ', $len, "\n";
-PHP
-start_php_fpm 1 'php_admin_value[enable_post_data_reading] = 0
-php_admin_value[max_execution_time] = 0'
-tries=0
-while [ ! -S "$RUN/run/php.sock" ] || [ ! -S "$RUN/run/pattern.sock" ]; do
-  tries=$((tries + 1)); [ $tries -lt 100 ] || { echo "sizes: backends did not start; logs in $RUN/logs"; exit 1; }
-  sleep 0.1
-done
+start_body_backends sizes
 
 # One Mongrel2 for all cases: /p/ goes to the pattern app's bridge, /up/ to php-fpm's.
 M2_DIR="$RUN/m2"
