@@ -4,11 +4,16 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <string_view>
-
-#include "adapters/cgi_env.h"
+#include <utility>
+#include <vector>
 
 namespace m2b {
+
+// CGI/1.1 meta-variables in order (bridge/cgi_env.h builds them from a
+// Mongrel2 request): FastCGI PARAMS, a CGI environment, SCGI or uwsgi vars.
+using CgiEnv = std::vector<std::pair<std::string, std::string>>;
 
 // The request body: inline bytes, or `length` bytes of an open file (an
 // upload Mongrel2 wrote), read in pieces as the backend takes them.

@@ -9,7 +9,7 @@
 #include <chrono>
 #include <functional>
 
-#include "bridge/loop.h"
+#include "base/loop.h"
 
 namespace m2b {
 

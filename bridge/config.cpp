@@ -12,10 +12,11 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "adapters/backend_address.h"
 #include "adapters/fastcgi/client.h"
 #include "bridge/config_options.h"
-#include "bridge/log.h"
-#include "bridge/version.h"
+#include "base/log.h"
+#include "base/version.h"
 
 namespace m2b {
 

@@ -11,7 +11,7 @@
 
 #include "bridge/config.h"
 #include "bridge/config_options.h"
-#include "bridge/log.h"
+#include "base/log.h"
 
 namespace m2b {
 

@@ -7,7 +7,7 @@
 #include <cstring>
 #include <map>
 
-#include "bridge/log.h"
+#include "base/log.h"
 #include "bridge/m2_reply.h"
 #include "bridge/upload.h"
 

@@ -21,7 +21,7 @@
 #include "adapters/gateway.h"
 #include "bridge/access_log.h"
 #include "bridge/config.h"
-#include "bridge/loop.h"
+#include "base/loop.h"
 #include "bridge/m2_link.h"
 #include "bridge/transaction.h"
 

@@ -4,7 +4,7 @@
 #include <cctype>
 
 #include "adapters/cgi_response.h"
-#include "bridge/version.h"
+#include "base/version.h"
 
 namespace m2b {
 

@@ -7,7 +7,7 @@
 #include <sys/epoll.h>
 #include <zmq.h>
 
-#include "bridge/log.h"
+#include "base/log.h"
 
 namespace m2b {
 

@@ -9,7 +9,7 @@
 #include <zmq.hpp>
 
 #include "base/life_token.h"
-#include "bridge/loop.h"
+#include "base/loop.h"
 #include "bridge/m2_link.h"
 
 namespace m2b {

@@ -15,10 +15,10 @@
 #endif
 
 #include "bridge/config.h"
-#include "bridge/log.h"
-#include "bridge/loop.h"
+#include "base/log.h"
+#include "base/loop.h"
 #include "bridge/service.h"
-#include "bridge/version.h"
+#include "base/version.h"
 
 namespace {
 

@@ -12,8 +12,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "adapters/fastcgi/client.h"
-#include "bridge/log.h"
+#include "adapters/backend_address.h"
+#include "base/log.h"
 
 namespace m2b {
 

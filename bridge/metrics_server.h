@@ -19,7 +19,7 @@
 #include <utility>
 
 #include "base/unique_fd.h"
-#include "bridge/loop.h"
+#include "base/loop.h"
 
 namespace m2b {
 

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "bridge/http_reply.h"
-#include "bridge/loop.h"
+#include "base/loop.h"
 
 namespace m2b {
 

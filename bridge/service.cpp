@@ -7,7 +7,7 @@
 #include "adapters/fastcgi/spawner.h"
 #include "bridge/access_log.h"
 #include "bridge/handler.h"
-#include "bridge/log.h"
+#include "base/log.h"
 #include "bridge/m2_sockets.h"
 #include "bridge/metrics_server.h"
 

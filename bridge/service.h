@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "bridge/config.h"
-#include "bridge/loop.h"
+#include "base/loop.h"
 #include "bridge/metrics.h"
 
 namespace m2b {

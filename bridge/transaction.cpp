@@ -7,7 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "bridge/log.h"
+#include "base/log.h"
 
 namespace m2b {
 

@@ -10,12 +10,12 @@
 #include <string_view>
 #include <sys/types.h>
 
-#include "adapters/cgi_env.h"
+#include "bridge/cgi_env.h"
 #include "adapters/cgi_response.h"
 #include "adapters/gateway.h"
 #include "adapters/script_path.h"
 #include "bridge/http_reply.h"
-#include "bridge/loop.h"
+#include "base/loop.h"
 #include "bridge/m2_request.h"
 #include "bridge/reply_stream.h"
 

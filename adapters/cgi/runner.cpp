@@ -3,7 +3,7 @@
 #include "base/exec_child.h"
 
 #include "adapters/silence_timer.h"
-#include "bridge/log.h"
+#include "base/log.h"
 
 #include <algorithm>
 #include <cerrno>

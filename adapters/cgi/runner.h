@@ -14,7 +14,7 @@
 #include "adapters/cgi/cgroup.h"
 #include "adapters/gateway.h"
 #include "base/life_token.h"
-#include "bridge/loop.h"
+#include "base/loop.h"
 
 namespace m2b {
 

@@ -6,12 +6,12 @@
 #include <chrono>
 #include <memory>
 #include <string>
-#include <sys/socket.h>
 #include <vector>
 
+#include "adapters/backend_address.h"
 #include "adapters/fastcgi/pool.h"
 #include "adapters/gateway.h"
-#include "bridge/loop.h"
+#include "base/loop.h"
 
 namespace m2b {
 
@@ -21,10 +21,6 @@ struct FastcgiOptions {
     bool keep_conn = false;
     size_t max_connections = 64;  // kept connections at most (--max-requests)
 };
-
-// Parses "unix:/path" or "host:port" / "[v6]:port". Empty string on success,
-// else what is wrong.
-std::string parse_backend_address(const std::string& address, sockaddr_storage& out, socklen_t& len);
 
 class FastcgiGateway : public Gateway {
 public:
@@ -37,7 +33,7 @@ public:
     size_t idle_connections() const override { return kept_ ? kept_->idle() : 0; }
 
     // Used by exchanges.
-    int connect_new(int& error);  // a non-blocking socket, connect in progress or done
+    int connect_new(int& error) { return address_.connect(error); }  // see BackendAddress::connect
     KeptConnections* kept() { return kept_.get(); }  // null without keep_conn
     Loop& loop() { return loop_; }
     const FastcgiOptions& options() const { return options_; }
@@ -45,8 +41,7 @@ public:
 private:
     Loop& loop_;
     FastcgiOptions options_;
-    sockaddr_storage addr_{};
-    socklen_t addr_len_ = 0;
+    BackendAddress address_;
     std::unique_ptr<KeptConnections> kept_;
 };
 

@@ -8,7 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "bridge/log.h"
+#include "base/log.h"
 
 namespace m2b {
 

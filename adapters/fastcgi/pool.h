@@ -28,7 +28,7 @@
 #include <vector>
 
 #include "base/life_token.h"
-#include "bridge/loop.h"
+#include "base/loop.h"
 
 namespace m2b {
 

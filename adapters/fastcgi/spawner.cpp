@@ -2,7 +2,7 @@
 #include "adapters/child_claims.h"
 #include "base/exec_child.h"
 
-#include "bridge/log.h"
+#include "base/log.h"
 
 #include <algorithm>
 #include <cerrno>

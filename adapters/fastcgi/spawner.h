@@ -17,7 +17,7 @@
 
 #include "base/life_token.h"
 #include "base/unique_fd.h"
-#include "bridge/loop.h"
+#include "base/loop.h"
 
 namespace m2b {
 

@@ -10,7 +10,7 @@
 #include <string>
 
 #include "bridge/handler.h"
-#include "bridge/log.h"
+#include "base/log.h"
 #include "tests/support/fakes.h"
 
 using namespace m2b;

@@ -13,13 +13,13 @@ if ! command -v "$CXX" >/dev/null 2>&1; then
 fi
 mkdir -p "$OUT"
 CODEC="bridge/netstring.cpp bridge/json_headers.cpp bridge/m2_request.cpp bridge/m2_reply.cpp
-  bridge/http_reply.cpp bridge/upload.cpp adapters/cgi_response.cpp adapters/cgi_env.cpp adapters/script_path.cpp
+  bridge/http_reply.cpp bridge/upload.cpp adapters/cgi_response.cpp bridge/cgi_env.cpp adapters/script_path.cpp
   adapters/fastcgi/record.cpp"
 # The handler's message path, for fuzz_handler only.
-CORE="bridge/loop.cpp bridge/log.cpp bridge/handler.cpp bridge/transaction.cpp bridge/reply_stream.cpp
+CORE="base/loop.cpp base/log.cpp bridge/handler.cpp bridge/transaction.cpp bridge/reply_stream.cpp
   bridge/access_log.cpp"
 # The config reader, for fuzz_config_file only.
-CONFIG="bridge/config.cpp bridge/config_options.cpp bridge/config_file.cpp adapters/fastcgi/client.cpp
+CONFIG="bridge/config.cpp bridge/config_options.cpp bridge/config_file.cpp adapters/backend_address.cpp adapters/fastcgi/client.cpp
   adapters/fastcgi/pool.cpp"
 # toml++ as the product links it: Debian's compiled library, not the header-only
 # parser (whose debug assertions trip on input the library reports as an error).

@@ -1,7 +1,7 @@
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
 
-#include "bridge/log.h"
+#include "base/log.h"
 
 int main(int argc, char** argv) {
     // The handler and transaction tests log every refusal they provoke; keep the report readable.

@@ -5,7 +5,7 @@
 #include <map>
 #include <unistd.h>
 
-#include "adapters/cgi_env.h"
+#include "bridge/cgi_env.h"
 #include "adapters/script_path.h"
 
 using namespace m2b;

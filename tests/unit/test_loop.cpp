@@ -8,7 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "bridge/loop.h"
+#include "base/loop.h"
 
 using namespace m2b;
 

@@ -14,7 +14,7 @@
 #include <unistd.h>
 #include <vector>
 
-#include "bridge/loop.h"
+#include "base/loop.h"
 #include "bridge/metrics.h"
 #include "bridge/metrics_server.h"
 

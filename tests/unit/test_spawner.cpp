@@ -24,7 +24,7 @@
 #include <vector>
 
 #include "adapters/fastcgi/spawner.h"
-#include "bridge/log.h"
+#include "base/log.h"
 
 using namespace m2b;
 using namespace std::chrono_literals;

@@ -9,12 +9,11 @@
 #include <utility>
 #include <vector>
 
+#include "adapters/gateway.h"
 #include "adapters/script_path.h"
 #include "bridge/m2_request.h"
 
 namespace m2b {
-
-using CgiEnv = std::vector<std::pair<std::string, std::string>>;
 
 struct EnvOptions {
     std::string document_root;    // DOCUMENT_ROOT and PATH_TRANSLATED; may be empty

@@ -1,8 +1,8 @@
-#include "adapters/cgi_env.h"
+#include "bridge/cgi_env.h"
 
 #include <cctype>
 
-#include "bridge/version.h"
+#include "base/version.h"
 
 namespace m2b {
 

@@ -1,4 +1,4 @@
-#include "bridge/loop.h"
+#include "base/loop.h"
 
 #include <algorithm>
 #include <cerrno>
