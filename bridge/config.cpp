@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <pwd.h>
+#include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <sys/stat.h>
@@ -13,7 +15,7 @@
 #include <zmq.h>
 
 #include "adapters/backend_address.h"
-#include "adapters/fastcgi/client.h"
+#include "bridge/modes.h"
 #include "bridge/config_options.h"
 #include "base/log.h"
 #include "base/version.h"
@@ -159,7 +161,8 @@ void finish_handler(HandlerConfig& h, bool file_keys) {
         sockaddr_storage addr;
         socklen_t len;
         std::string error = parse_backend_address(h.backend, addr, len);
-        if (!error.empty()) throw ConfigError((file_keys ? "fastcgi" : "ADDRESS") + std::string(": ") + h.backend + ": " + error);
+        if (!error.empty())
+            throw ConfigError((file_keys ? mode_info(h.mode).name : "ADDRESS") + std::string(": ") + h.backend + ": " + error);
     }
     if (!h.upload_store.empty()) {
         auto slash = h.upload_store.rfind('/');
@@ -173,7 +176,7 @@ void finish_handler(HandlerConfig& h, bool file_keys) {
         stat(dir.c_str(), &st);
         h.upload_owner = st.st_uid;  // Mongrel2 writes its uploads into a directory it owns
     }
-    if (h.mode != Mode::Cgi && !h.keep_conn) h.keep_conn = h.spawns() || h.backend.rfind("unix:", 0) == 0;
+    if (h.mode == Mode::FastCgi && !h.keep_conn) h.keep_conn = h.spawns() || h.backend.rfind("unix:", 0) == 0;
     check_endpoint(h.send_spec, name("send_spec"));
     check_endpoint(h.recv_spec, name("recv_spec"));
 }
@@ -222,19 +225,30 @@ CommandLine parse_command_line(int argc, char** argv) {
     app.add_option("--log-level", service.log_level, "error, warn, info or debug (overrides the file's)")
         ->check(CLI::IsMember({"error", "warn", "info", "debug"}));
 
-    auto* fastcgi = app.add_subcommand("fastcgi", "send requests to FastCGI servers, or to copies of one that m2bridge starts");
-    add_handler_options(fastcgi, c, Mode::FastCgi);
-    add_process_options(fastcgi, service);
-    fastcgi->add_option("--spawn", c.spawn_instances,
-                        "start N copies of the FastCGI program given after --, on a socket m2bridge owns")
-        ->check(CLI::Range(size_t{1}, size_t{1024}));
-    std::vector<std::string> fastcgi_args;
-    fastcgi->add_option("ADDRESS", fastcgi_args, "unix:/path.sock or HOST:PORT; with --spawn: -- CMD [ARG...]");
-
-    auto* cgi = app.add_subcommand("cgi", "run a CGI program (or a directory of them) per request");
-    add_handler_options(cgi, c, Mode::Cgi);
-    add_process_options(cgi, service);
-    cgi->add_option("PATH", c.backend, "a CGI program, or a directory whose scripts the path picks")->required();
+    // One subcommand per mode (modes.h); each takes the options that apply to it.
+    std::map<Mode, CLI::App*> subcommands;
+    std::vector<std::string> operands;
+    for (const ModeInfo& m : modes()) {
+        CLI::App* sub = app.add_subcommand(m.name, m.description);
+        add_handler_options(sub, c, m.mode);
+        add_process_options(sub, service);
+        subcommands[m.mode] = sub;
+        if (m.mode == Mode::FastCgi) {
+            sub->add_option("--spawn", c.spawn_instances,
+                            "start N copies of the FastCGI program given after --, on a socket m2bridge owns")
+                ->check(CLI::Range(size_t{1}, size_t{1024}));
+            sub->add_option("ADDRESS", operands, "unix:/path.sock or HOST:PORT; with --spawn: -- CMD [ARG...]");
+        } else if (m.address) {
+            sub->add_option("ADDRESS", operands, "unix:/path.sock or HOST:PORT")->required();
+        } else {
+            sub->add_option("PATH", operands, "a CGI program, or a directory whose scripts the path picks")->required();
+        }
+    }
+    auto parsed_mode = [&]() -> std::optional<Mode> {
+        for (const auto& [mode, sub] : subcommands)
+            if (sub->parsed()) return mode;
+        return std::nullopt;
+    };
 
     auto* check = app.add_subcommand("check", "validate the config file, print it resolved; exit 0 or 2");
     check->add_option("--config", config_file, "the TOML file")->required();
@@ -254,8 +268,8 @@ CommandLine parse_command_line(int argc, char** argv) {
 
     try {
         if (!config_file.empty()) {
-            if (fastcgi->parsed() || cgi->parsed())
-                throw ConfigError("--config: give either a config file or a mode (fastcgi, cgi), not both");
+            if (parsed_mode())
+                throw ConfigError("--config: give either a config file or a mode (" + mode_names() + "), not both");
             std::string level = service.log_level;
             bool level_given = app.count("--log-level") > 0;
             service = load_config_file(config_file);
@@ -264,18 +278,20 @@ CommandLine parse_command_line(int argc, char** argv) {
             result.action = check->parsed() ? Action::Check : Action::Run;
             return result;
         }
-        if (!fastcgi->parsed() && !cgi->parsed())
-            throw ConfigError("nothing to run: give a mode (fastcgi, cgi) or --config FILE (see --help)");
-        if (cgi->parsed()) {
-            c.mode = Mode::Cgi;
-        } else if (c.spawns()) {
-            c.spawn_command = fastcgi_args;
+        std::optional<Mode> mode = parsed_mode();
+        if (!mode) throw ConfigError("nothing to run: give a mode (" + mode_names() + ") or --config FILE (see --help)");
+        c.mode = *mode;
+        const ModeInfo& info = mode_info(c.mode);
+        if (c.spawns()) {
+            c.spawn_command = operands;
         } else {
-            if (fastcgi_args.size() != 1)
-                throw ConfigError(fastcgi_args.empty() ? "ADDRESS: a FastCGI server address is required (or --spawn N -- CMD)"
-                                                       : "ADDRESS: one address, not " + std::to_string(fastcgi_args.size()) +
-                                                             " (several backends per handler are not supported yet)");
-            c.backend = fastcgi_args[0];
+            const char* operand = info.address ? "ADDRESS" : "PATH";
+            if (operands.size() != 1)
+                throw ConfigError(operands.empty() ? std::string(operand) + ": required" +
+                                                         (c.mode == Mode::FastCgi ? " (or --spawn N -- CMD)" : "")
+                                                   : std::string(operand) + ": one, not " + std::to_string(operands.size()) +
+                                                         (info.address ? " (several backends per handler are not supported yet)" : ""));
+            c.backend = operands[0];
         }
         finish_handler(c, false);
         service.handlers.push_back(std::move(c));
@@ -291,14 +307,12 @@ namespace {
 toml::table handler_table(const HandlerConfig& h) {
     toml::table t;
     t.insert("name", h.name);
-    if (h.mode == Mode::Cgi) {
-        t.insert("cgi", h.backend);
-    } else if (h.spawns()) {
+    if (h.spawns()) {
         toml::array command;
         for (const auto& arg : h.spawn_command) command.push_back(arg);
         t.insert("spawn", toml::table{{"command", command}, {"instances", static_cast<int64_t>(h.spawn_instances)}});
     } else {
-        t.insert("fastcgi", h.backend);
+        t.insert(mode_info(h.mode).name, h.backend);
     }
     for (const OptionSpec& spec : handler_options()) {
         if (!spec.applies_to(h.mode)) continue;

@@ -15,12 +15,13 @@
 
 namespace m2b {
 
-enum class Mode { FastCgi, Cgi };
+// The backend protocol of a handler; bridge/modes.h names each one.
+enum class Mode { FastCgi, Cgi, Scgi, Uwsgi };
 
 struct HandlerConfig {
     std::string name;  // logs and metrics labels; "handler-N" when not given
     Mode mode = Mode::FastCgi;
-    std::string backend;  // fastcgi: ADDRESS (for spawn: filled in when the socket exists); cgi: PATH (canonical)
+    std::string backend;  // fastcgi, scgi, uwsgi: ADDRESS (spawn: filled in when the socket exists); cgi: PATH (canonical)
     bool cgi_directory = false;  // cgi PATH is a directory (a cgi-bin)
     std::vector<std::string> spawn_command;  // fastcgi --spawn: the program m2bridge starts
     size_t spawn_instances = 0;              // 0: no spawn, ADDRESS is an external server

@@ -11,6 +11,7 @@
 
 #include "bridge/config.h"
 #include "bridge/config_options.h"
+#include "bridge/modes.h"
 #include "base/log.h"
 
 namespace m2b {
@@ -80,7 +81,14 @@ private:
     static bool is_handler_key(const std::string& k) {
         for (const OptionSpec& spec : handler_options())
             if (k == spec.key) return true;
-        return k == "name" || k == "fastcgi" || k == "cgi" || k == "spawn";
+        return k == "name" || is_backend_key(k);
+    }
+    // "fastcgi", "cgi", ... (modes.h) and "spawn" (a FastCGI server m2bridge starts).
+    static bool is_backend_key(const std::string& k) {
+        if (k == "spawn") return true;
+        for (const ModeInfo& m : modes())
+            if (k == m.name) return true;
+        return false;
     }
 
     std::string text(const toml::node& n, const std::string& key) const {
@@ -122,19 +130,20 @@ private:
         const std::string where = "handler " + std::to_string(position);
         const toml::node* backend = nullptr;
         int backends = 0;
-        for (const char* kind : {"fastcgi", "cgi", "spawn"})
-            if (const toml::node* n = t.get(kind)) {
-                backend = n;
+        std::string backend_key;
+        for (auto&& [key, node] : t)
+            if (is_backend_key(std::string(key.str()))) {
+                backend = &node;
+                backend_key = key.str();
                 ++backends;
             }
         if (backends != 1)
             throw ConfigError(path_ + ":" + std::to_string(t.source().begin.line) + ": " + where +
-                              ": give exactly one of fastcgi, cgi or spawn");
-        if (const toml::node* n = t.get("fastcgi")) {
-            h.backend = text(*n, "fastcgi");
-        } else if (const toml::node* n = t.get("cgi")) {
-            h.mode = Mode::Cgi;
-            h.backend = text(*n, "cgi");
+                              ": give exactly one of " + mode_names(", ") + " or spawn");
+        if (backend_key != "spawn") {
+            for (const ModeInfo& m : modes())
+                if (backend_key == m.name) h.mode = m.mode;
+            h.backend = text(*backend, backend_key);
         } else {
             const toml::table* spawn = backend->as_table();
             if (!spawn) fail(*backend, "spawn", "must be a table: spawn = { command = [...], instances = N }");
@@ -151,7 +160,7 @@ private:
         for (auto&& [key, value] : t) {
             const toml::node& node = value;  // a structured binding cannot be captured before clang 16
             std::string k(key.str());
-            if (k == "fastcgi" || k == "cgi" || k == "spawn") continue;
+            if (is_backend_key(k)) continue;
             if (k == "name") {
                 h.name = text(node, k);
                 continue;
@@ -163,7 +172,7 @@ private:
                                          ? "is a top-level key (one per process), not a handler key"
                                          : "unknown key");
             if (!spec->applies_to(h.mode))
-                fail(node, k, std::string("applies only to ") + (h.mode == Mode::Cgi ? "fastcgi" : "cgi") + " handlers");
+                fail(node, k, "applies only to " + spec->applies_to_text());
             std::visit(
                 [&](auto member) {
                     using T = std::remove_reference_t<decltype(h.*member)>;

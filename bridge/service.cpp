@@ -2,14 +2,13 @@
 
 #include <algorithm>
 
-#include "adapters/cgi/runner.h"
-#include "adapters/fastcgi/client.h"
 #include "adapters/fastcgi/spawner.h"
 #include "bridge/access_log.h"
 #include "bridge/handler.h"
 #include "base/log.h"
 #include "bridge/m2_sockets.h"
 #include "bridge/metrics_server.h"
+#include "bridge/modes.h"
 
 namespace m2b {
 
@@ -108,31 +107,22 @@ std::unique_ptr<HandlerRuntime> Service::make_runtime(const HandlerConfig& h) {
     rt->config = h;
     rt->identity = to_toml(h);
     HandlerConfig& c = rt->config;
-    if (c.mode == Mode::Cgi) {
-        CgiOptions options;
-        options.timeout = c.timeout();
-        for (const auto& name : c.pass_env)
-            if (const char* value = std::getenv(name.c_str())) options.passed_env.push_back(name + "=" + value);
-        rt->gateway = std::make_unique<CgiGateway>(loop_, std::move(options));
-    } else {
-        if (c.spawns()) {
-            rt->spawner = std::make_unique<FastcgiSpawner>(
-                loop_, SpawnOptions{.command = c.spawn_command, .instances = c.spawn_instances, .name = c.name});
-            std::string error = rt->spawner->start();
-            if (!error.empty()) throw ConfigError("handler " + c.name + ": spawn: " + error);
-            c.backend = rt->spawner->address();
-        }
-        FastcgiOptions options;
-        options.address = c.backend;
-        options.timeout = c.timeout();
-        options.keep_conn = c.keep_conn.value_or(false);
-        options.max_connections = c.max_requests;
-        rt->gateway = std::make_unique<FastcgiGateway>(loop_, options);
+    if (c.spawns()) {
+        rt->spawner = std::make_unique<FastcgiSpawner>(
+            loop_, SpawnOptions{.command = c.spawn_command, .instances = c.spawn_instances, .name = c.name});
+        std::string error = rt->spawner->start();
+        if (!error.empty()) throw ConfigError("handler " + c.name + ": spawn: " + error);
+        c.backend = rt->spawner->address();
+    }
+    try {
+        rt->gateway = mode_info(c.mode).make_gateway(loop_, c);
+    } catch (const std::invalid_argument& e) {
+        throw ConfigError("handler " + c.name + ": " + e.what());
     }
     auto& stats = stats_[c.name];
     if (!stats) stats = std::make_unique<HandlerStats>();
     stats->name = c.name;
-    stats->backend = c.mode == Mode::Cgi ? "cgi" : c.spawns() ? "spawn" : "fastcgi";
+    stats->backend = c.spawns() ? "spawn" : mode_info(c.mode).name;
     rt->stats = stats.get();
     return rt;
 }
@@ -202,7 +192,7 @@ void Service::reload(const ServiceConfig& next) {
             e->current->handler->hand_over_idle_holds(*rt.handler);
             retire(e, std::move(e->current));
         }
-        log::info("handler ", rt.config.name, ": ", rt.config.mode == Mode::Cgi ? "cgi " : "fastcgi ", rt.config.backend,
+        log::info("handler ", rt.config.name, ": ", mode_info(rt.config.mode).name, " ", rt.config.backend,
                   " <- ", e->send_spec, " -> ", e->recv_spec);
         e->current = std::move(p.runtime);
     }

@@ -8,7 +8,7 @@ PACKAGES="
   build-essential g++ meson ninja-build pkg-config
   libzmq3-dev cppzmq-dev libfcgi-dev libsimdjson-dev doctest-dev
   libtomlplusplus-dev libsystemd-dev libcli11-dev
-  mongrel2-core php-fpm php-cgi curl python3 perl procps
+  mongrel2-core php-fpm php-cgi curl python3 perl procps uwsgi-core uwsgi-plugin-python3
   clang libclang-rt-14-dev python3-zmq
   debhelper dpkg-dev lintian chromium chromium-driver python3-selenium fakeroot
 "

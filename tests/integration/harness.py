@@ -229,6 +229,36 @@ class FcgiHello:
         self.process.stop(signal.SIGKILL)
 
 
+UWSGI = shutil.which("uwsgi-core") or "/usr/bin/uwsgi-core"
+WSGI_APP = os.path.join(ROOT, "examples", "wsgi", "app.py")
+
+
+class UwsgiApp:
+    """Debian's uWSGI serving examples/wsgi/app.py on its three gateway sockets at once:
+    `address(protocol)` for "scgi", "uwsgi" and "fastcgi"."""
+
+    def __init__(self, workdir, processes=2, app=WSGI_APP):
+        self.dir = os.path.join(workdir, "uwsgi")
+        os.makedirs(self.dir, exist_ok=True)
+        self.sockets = {p: os.path.join(self.dir, p + ".sock") for p in ("scgi", "uwsgi", "fastcgi")}
+        argv = [UWSGI, "--plugin", "python3", "--master", "--processes", str(processes), "--die-on-term",
+                "--buffer-size", "65535", "--wsgi-file", app, "--env",
+                "WSGI_WAITERS=" + os.path.join(self.dir, "waiters")]
+        for protocol, path in self.sockets.items():
+            argv += ["--%s-socket" % protocol, path]
+        self.process = Process(argv, os.path.join(self.dir, "out.log"))
+        wait_until(lambda: all(os.path.exists(p) for p in self.sockets.values()) or not self.process.alive(),
+                   what="uwsgi sockets")
+        if not self.process.alive():
+            raise RuntimeError("uwsgi exited: " + self.process.output()[-2000:])
+
+    def address(self, protocol):
+        return "unix:" + self.sockets[protocol]
+
+    def stop(self):
+        self.process.stop(signal.SIGTERM)
+
+
 class Bridge:
     """m2bridge itself, connected to a Mongrel2 (or to a fake front with the same two endpoints)."""
 
