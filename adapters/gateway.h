@@ -25,7 +25,8 @@ struct BodySource {
 };
 
 enum class BackendFailure {
-    Unavailable,  // refused, reset or closed before the response: 502
+    Refused,      // the connect failed: nothing reached the backend (another may take it): 502
+    Unavailable,  // reset or closed before the response: 502
     BadResponse,  // broke the protocol: 502
     Timeout,      // silent longer than the timeout: 504
     Overloaded,   // said it is overloaded, or its backlog is full: 503

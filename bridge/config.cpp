@@ -78,6 +78,13 @@ std::string find_program(const std::string& name) {
     return "";
 }
 
+// Walks backend, then other_backends: for (p = &h.backend; p; p = next_backend(h, p)).
+const std::string* next_backend(const HandlerConfig& h, const std::string* current) {
+    if (current == &h.backend) return h.other_backends.empty() ? nullptr : &h.other_backends.front();
+    size_t i = static_cast<size_t>(current - h.other_backends.data()) + 1;
+    return i < h.other_backends.size() ? &h.other_backends[i] : nullptr;
+}
+
 void add_handler_options(CLI::App* app, HandlerConfig& c, Mode mode) {
     app->option_defaults()->always_capture_default();
     for (const OptionSpec& spec : handler_options()) {
@@ -158,12 +165,17 @@ void finish_handler(HandlerConfig& h, bool file_keys) {
         if (program.empty()) throw ConfigError(what + ": not an executable program: " + h.spawn_command[0]);
         h.spawn_command[0] = program;
     } else {
-        sockaddr_storage addr;
-        socklen_t len;
-        std::string error = parse_backend_address(h.backend, addr, len);
-        if (!error.empty())
-            throw ConfigError((file_keys ? mode_info(h.mode).name : "ADDRESS") + std::string(": ") + h.backend + ": " + error);
+        std::set<std::string> seen;
+        for (const std::string* address = &h.backend; address; address = next_backend(h, address)) {
+            sockaddr_storage addr;
+            socklen_t len;
+            std::string error = parse_backend_address(*address, addr, len);
+            const std::string what = file_keys ? mode_info(h.mode).name : "ADDRESS";
+            if (!error.empty()) throw ConfigError(what + ": " + *address + ": " + error);
+            if (!seen.insert(*address).second) throw ConfigError(what + ": " + *address + " is given twice");
+        }
     }
+    if (h.mode == Mode::Cgi || h.spawns()) h.other_backends.clear();
     if (!h.upload_store.empty()) {
         auto slash = h.upload_store.rfind('/');
         if (h.upload_store.size() < 6 || h.upload_store.compare(h.upload_store.size() - 6, 6, "XXXXXX") != 0 ||
@@ -176,7 +188,12 @@ void finish_handler(HandlerConfig& h, bool file_keys) {
         stat(dir.c_str(), &st);
         h.upload_owner = st.st_uid;  // Mongrel2 writes its uploads into a directory it owns
     }
-    if (h.mode == Mode::FastCgi && !h.keep_conn) h.keep_conn = h.spawns() || h.backend.rfind("unix:", 0) == 0;
+    if (h.mode == Mode::FastCgi && !h.keep_conn) {
+        bool all_unix = true;
+        for (const std::string* address = &h.backend; address; address = next_backend(h, address))
+            all_unix = all_unix && address->rfind("unix:", 0) == 0;
+        h.keep_conn = h.spawns() || all_unix;
+    }
     check_endpoint(h.send_spec, name("send_spec"));
     check_endpoint(h.recv_spec, name("recv_spec"));
 }
@@ -286,12 +303,13 @@ CommandLine parse_command_line(int argc, char** argv) {
             c.spawn_command = operands;
         } else {
             const char* operand = info.address ? "ADDRESS" : "PATH";
-            if (operands.size() != 1)
-                throw ConfigError(operands.empty() ? std::string(operand) + ": required" +
-                                                         (c.mode == Mode::FastCgi ? " (or --spawn N -- CMD)" : "")
-                                                   : std::string(operand) + ": one, not " + std::to_string(operands.size()) +
-                                                         (info.address ? " (several backends per handler are not supported yet)" : ""));
+            if (operands.empty())
+                throw ConfigError(std::string(operand) + ": required" +
+                                  (c.mode == Mode::FastCgi ? " (or --spawn N -- CMD)" : ""));
+            if (!info.address && operands.size() > 1)
+                throw ConfigError("PATH: one, not " + std::to_string(operands.size()));
             c.backend = operands[0];
+            c.other_backends.assign(operands.begin() + 1, operands.end());
         }
         finish_handler(c, false);
         service.handlers.push_back(std::move(c));
@@ -311,8 +329,12 @@ toml::table handler_table(const HandlerConfig& h) {
         toml::array command;
         for (const auto& arg : h.spawn_command) command.push_back(arg);
         t.insert("spawn", toml::table{{"command", command}, {"instances", static_cast<int64_t>(h.spawn_instances)}});
-    } else {
+    } else if (h.other_backends.empty()) {
         t.insert(mode_info(h.mode).name, h.backend);
+    } else {
+        toml::array addresses{h.backend};
+        for (const auto& address : h.other_backends) addresses.push_back(address);
+        t.insert(mode_info(h.mode).name, addresses);
     }
     for (const OptionSpec& spec : handler_options()) {
         if (!spec.applies_to(h.mode)) continue;

@@ -22,6 +22,9 @@ struct HandlerConfig {
     std::string name;  // logs and metrics labels; "handler-N" when not given
     Mode mode = Mode::FastCgi;
     std::string backend;  // fastcgi, scgi, uwsgi: ADDRESS (spawn: filled in when the socket exists); cgi: PATH (canonical)
+    // fastcgi, scgi, uwsgi: further addresses; requests go to the least busy
+    // of all (adapters/balancer.h), max_requests each.
+    std::vector<std::string> other_backends;
     bool cgi_directory = false;  // cgi PATH is a directory (a cgi-bin)
     std::vector<std::string> spawn_command;  // fastcgi --spawn: the program m2bridge starts
     size_t spawn_instances = 0;              // 0: no spawn, ADDRESS is an external server
@@ -56,6 +59,8 @@ struct HandlerConfig {
     std::chrono::milliseconds pacing_interval{10};
 
     bool spawns() const { return spawn_instances > 0; }
+    // Requests in flight toward the backends, all of them together.
+    size_t in_flight_limit() const { return max_requests * (1 + other_backends.size()); }
     static std::chrono::milliseconds ms(double seconds) {
         return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
     }

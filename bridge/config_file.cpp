@@ -143,7 +143,14 @@ private:
         if (backend_key != "spawn") {
             for (const ModeInfo& m : modes())
                 if (backend_key == m.name) h.mode = m.mode;
-            h.backend = text(*backend, backend_key);
+            if (backend->is_array() && mode_info(h.mode).address) {  // several backends, balanced
+                std::vector<std::string> all = names(*backend, backend_key);
+                if (all.empty()) fail(*backend, backend_key, "must name at least one address");
+                h.backend = all[0];
+                h.other_backends.assign(all.begin() + 1, all.end());
+            } else {
+                h.backend = text(*backend, backend_key);
+            }
         } else {
             const toml::table* spawn = backend->as_table();
             if (!spawn) fail(*backend, "spawn", "must be a table: spawn = { command = [...], instances = N }");

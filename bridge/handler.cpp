@@ -205,7 +205,7 @@ void Handler::post_once(bool& posted, void (Handler::*run)()) {
 void Handler::run_admissions() {
     admissions_posted_ = false;
     int budget = kAdmissionsPerTurn;
-    while (budget > 0 && in_flight_.size() < config_.max_requests && !waiting_.empty()) {
+    while (budget > 0 && in_flight_.size() < config_.in_flight_limit() && !waiting_.empty()) {
         Transaction* t = waiting_.front();
         waiting_.pop_front();
         in_flight_.insert(t);
@@ -222,12 +222,12 @@ void Handler::run_admissions() {
         admit(t);
         --budget;
     }
-    bool more = !ready_.empty() || (in_flight_.size() < config_.max_requests && !waiting_.empty());
+    bool more = !ready_.empty() || (in_flight_.size() < config_.in_flight_limit() && !waiting_.empty());
     if (more) schedule_admissions();
 }
 
 void Handler::admit(Transaction& t) {
-    if (in_flight_.size() < config_.max_requests) {
+    if (in_flight_.size() < config_.in_flight_limit()) {
         in_flight_.insert(&t);
         t.start();
     } else if (waiting_.size() < config_.queue) {
@@ -325,7 +325,7 @@ void Handler::on_server_lost(std::string_view why) {
 void Handler::send_disconnect_notice(const std::string& sender, uint64_t conn, const std::string& pattern,
                                      bool json_socket) {
     // Bounded well below the queue: a crowd leaving at once must not crowd out requests.
-    if (notices_.size() >= std::max<size_t>(1, config_.max_requests)) {
+    if (notices_.size() >= std::max<size_t>(1, config_.in_flight_limit())) {
         log::warn("conn=", conn, " too many disconnect notices waiting; not telling ", config_.disconnect_path);
         return;
     }

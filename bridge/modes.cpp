@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <stdexcept>
 
+#include "adapters/balancer.h"
 #include "adapters/cgi/runner.h"
 #include "adapters/fastcgi/client.h"
 #include "adapters/stream/gateway.h"
@@ -11,16 +12,16 @@ namespace m2b {
 
 namespace {
 
-std::unique_ptr<Gateway> make_fastcgi(Loop& loop, const HandlerConfig& c) {
+std::unique_ptr<Gateway> make_fastcgi(Loop& loop, const HandlerConfig& c, const std::string& backend) {
     FastcgiOptions options;
-    options.address = c.backend;
+    options.address = backend;
     options.timeout = c.timeout();
     options.keep_conn = c.keep_conn.value_or(false);
     options.max_connections = c.max_requests;
     return std::make_unique<FastcgiGateway>(loop, options);
 }
 
-std::unique_ptr<Gateway> make_cgi(Loop& loop, const HandlerConfig& c) {
+std::unique_ptr<Gateway> make_cgi(Loop& loop, const HandlerConfig& c, const std::string& /*the path: per request*/) {
     CgiOptions options;
     options.timeout = c.timeout();
     for (const auto& name : c.pass_env)
@@ -29,8 +30,8 @@ std::unique_ptr<Gateway> make_cgi(Loop& loop, const HandlerConfig& c) {
 }
 
 template <const StreamProtocol& protocol>
-std::unique_ptr<Gateway> make_stream(Loop& loop, const HandlerConfig& c) {
-    return std::make_unique<StreamGateway>(loop, StreamOptions{.address = c.backend, .timeout = c.timeout(),
+std::unique_ptr<Gateway> make_stream(Loop& loop, const HandlerConfig& c, const std::string& backend) {
+    return std::make_unique<StreamGateway>(loop, StreamOptions{.address = backend, .timeout = c.timeout(),
                                                                .protocol = &protocol});
 }
 
@@ -53,6 +54,16 @@ const ModeInfo& mode_info(Mode mode) {
     for (const ModeInfo& m : modes())
         if (m.mode == mode) return m;
     throw std::logic_error("unknown mode");
+}
+
+std::unique_ptr<Gateway> make_gateway(Loop& loop, const HandlerConfig& c) {
+    const ModeInfo& mode = mode_info(c.mode);
+    if (c.other_backends.empty()) return mode.make_gateway(loop, c, c.backend);
+    std::vector<std::unique_ptr<Gateway>> backends;
+    backends.push_back(mode.make_gateway(loop, c, c.backend));
+    for (const auto& address : c.other_backends) backends.push_back(mode.make_gateway(loop, c, address));
+    return std::make_unique<BalancedGateway>(loop, std::move(backends),
+                                             BalancedGateway::Options{.per_backend_limit = c.max_requests});
 }
 
 std::string mode_names(const char* last_separator) {

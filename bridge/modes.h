@@ -18,10 +18,15 @@ struct ModeInfo {
     const char* name;         // "fastcgi": the subcommand, the config key, logs and metrics
     const char* description;  // the subcommand's help
     bool address;             // the operand is a socket address (else a program or directory)
-    // The gateway for a handler whose backend is resolved (a spawned FastCGI
-    // server's socket already filled in). Throws ConfigError.
-    std::unique_ptr<Gateway> (*make_gateway)(Loop& loop, const HandlerConfig& config);
+    // The gateway to one backend of a handler (an address, or the CGI path).
+    // Throws std::invalid_argument for a bad address.
+    std::unique_ptr<Gateway> (*make_gateway)(Loop& loop, const HandlerConfig& config, const std::string& backend);
 };
+
+// The handler's gateway: its one backend, or all of them balanced
+// (adapters/balancer.h). The backend is resolved by now (a spawned FastCGI
+// server's socket filled in). Throws std::invalid_argument.
+std::unique_ptr<Gateway> make_gateway(Loop& loop, const HandlerConfig& config);
 
 const std::vector<ModeInfo>& modes();
 const ModeInfo& mode_info(Mode mode);

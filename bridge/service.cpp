@@ -115,7 +115,7 @@ std::unique_ptr<HandlerRuntime> Service::make_runtime(const HandlerConfig& h) {
         c.backend = rt->spawner->address();
     }
     try {
-        rt->gateway = mode_info(c.mode).make_gateway(loop_, c);
+        rt->gateway = make_gateway(loop_, c);
     } catch (const std::invalid_argument& e) {
         throw ConfigError("handler " + c.name + ": " + e.what());
     }
@@ -192,7 +192,7 @@ void Service::reload(const ServiceConfig& next) {
             e->current->handler->hand_over_idle_holds(*rt.handler);
             retire(e, std::move(e->current));
         }
-        log::info("handler ", rt.config.name, ": ", mode_info(rt.config.mode).name, " ", rt.config.backend,
+        log::info("handler ", rt.config.name, ": ", mode_info(rt.config.mode).name, " ", rt.config.mode == Mode::Cgi ? std::string_view(rt.config.backend) : rt.gateway->describe(),
                   " <- ", e->send_spec, " -> ", e->recv_spec);
         e->current = std::move(p.runtime);
     }

@@ -21,6 +21,7 @@ int status_for(BackendFailure failure) {
     switch (failure) {
         case BackendFailure::Timeout: return 504;
         case BackendFailure::Overloaded: return 503;
+        case BackendFailure::Refused:
         case BackendFailure::Unavailable:
         case BackendFailure::BadResponse: return 502;
     }

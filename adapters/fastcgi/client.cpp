@@ -95,7 +95,7 @@ private:
             return;
         }
         if (fd < 0) {
-            BackendFailure kind = error == EAGAIN ? BackendFailure::Overloaded : BackendFailure::Unavailable;
+            BackendFailure kind = error == EAGAIN ? BackendFailure::Overloaded : BackendFailure::Refused;
             fail_later(kind, std::string("connect to ") + gateway_.options().address + ": " + strerror(error));
             return;
         }
@@ -177,7 +177,7 @@ private:
             socklen_t len = sizeof err;
             getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len);
             if (err != 0) {
-                fail(BackendFailure::Unavailable, std::string("connect to ") + gateway_.options().address + ": " + strerror(err));
+                fail(BackendFailure::Refused, std::string("connect to ") + gateway_.options().address + ": " + strerror(err));
                 return;
             }
             if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;

@@ -46,7 +46,7 @@ public:
         int connect_error = 0;
         int fd = gateway_.address().connect(connect_error);
         if (fd < 0) {
-            fail_later(connect_error == EAGAIN ? BackendFailure::Overloaded : BackendFailure::Unavailable,
+            fail_later(connect_error == EAGAIN ? BackendFailure::Overloaded : BackendFailure::Refused,
                        "connect to " + gateway_.address().text() + ": " + strerror(connect_error));
             return;
         }
@@ -111,7 +111,7 @@ private:
             socklen_t len = sizeof err;
             getsockopt(fd_.get(), SOL_SOCKET, SO_ERROR, &err, &len);
             if (err != 0) {
-                fail(BackendFailure::Unavailable, "connect to " + gateway_.address().text() + ": " + strerror(err));
+                fail(BackendFailure::Refused, "connect to " + gateway_.address().text() + ": " + strerror(err));
                 return;
             }
             if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;

@@ -14,13 +14,13 @@ fi
 mkdir -p "$OUT"
 CODEC="bridge/netstring.cpp bridge/json_headers.cpp bridge/m2_request.cpp bridge/m2_reply.cpp
   bridge/http_reply.cpp bridge/upload.cpp adapters/cgi_response.cpp bridge/cgi_env.cpp adapters/script_path.cpp
-  adapters/fastcgi/record.cpp"
+  adapters/fastcgi/record.cpp adapters/status_line.cpp adapters/stream/scgi.cpp adapters/stream/uwsgi.cpp"
 # The handler's message path, for fuzz_handler only.
 CORE="base/loop.cpp base/log.cpp bridge/handler.cpp bridge/transaction.cpp bridge/reply_stream.cpp
   bridge/access_log.cpp"
 # The config reader, for fuzz_config_file only.
-CONFIG="bridge/config.cpp bridge/config_options.cpp bridge/config_file.cpp adapters/backend_address.cpp adapters/fastcgi/client.cpp
-  adapters/fastcgi/pool.cpp"
+CONFIG="bridge/config.cpp bridge/config_options.cpp bridge/config_file.cpp bridge/modes.cpp adapters/backend_address.cpp
+  adapters/fastcgi/client.cpp adapters/fastcgi/pool.cpp adapters/stream/gateway.cpp adapters/cgi/runner.cpp adapters/cgi/cgroup.cpp"
 # toml++ as the product links it: Debian's compiled library, not the header-only
 # parser (whose debug assertions trip on input the library reports as an error).
 FLAGS="-std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I$ROOT
@@ -43,7 +43,7 @@ core_objs=$(compile $CORE) || exit 1
 config_objs=$(compile $CONFIG) || exit 1
 metrics_objs=$(compile bridge/metrics.cpp) || exit 1
 for target in fuzz_m2_message fuzz_json_headers fuzz_tnetstring fuzz_fastcgi_records fuzz_cgi_response fuzz_script_path \
-              fuzz_handler fuzz_config_file fuzz_scrape_request; do
+              fuzz_handler fuzz_config_file fuzz_scrape_request fuzz_stream_response; do
   extra=""
   [ "$target" = fuzz_handler ] && extra="$core_objs"
   [ "$target" = fuzz_config_file ] && extra="$core_objs $config_objs -ltomlplusplus -lzmq"

@@ -99,12 +99,20 @@ TEST_CASE("config: every mistake names the file, the line and the key") {
     CHECK(error_of(ok + "keep_conn = 1\n") == "m2b.toml:3: keep_conn: must be true or false, not an integer");
     CHECK(error_of(ok + "colour = 1\n") == "m2b.toml:3: colour: unknown key");
     CHECK(error_of(ok + "pass_env = [\"A\"]\n") == "m2b.toml:3: pass_env: applies only to cgi handlers");
+    CHECK(error_of("[[handler]]\nscgi = \"127.0.0.1:9000\"\nkeep_conn = true\n") ==
+          "m2b.toml:3: keep_conn: applies only to fastcgi handlers");
+    CHECK(error_of("[[handler]]\ncgi = \"/bin/true\"\nmax_requests = 2\n") ==
+          "m2b.toml:3: max_requests: applies only to fastcgi, scgi and uwsgi handlers");
+    CHECK(error_of("[[handler]]\nscgi = \"127.0.0.1:9000\"\nuwsgi = \"127.0.0.1:9001\"\n") ==
+          "m2b.toml:1: handler 1: give exactly one of fastcgi, cgi, scgi, uwsgi or spawn");
+    CHECK(error_of("[[handler]]\nuwsgi = \"nowhere\"\n") ==
+          "m2b.toml:1: handler 1: uwsgi: nowhere: expected unix:/path or HOST:PORT");
     CHECK(error_of(ok + "metrics = \"9100\"\n") ==
           "m2b.toml:3: metrics: is a top-level key (one per process), not a handler key");
     CHECK(error_of("index = \"a\"\n" + ok) ==
           "m2b.toml:1: index: unknown key at the top level: it belongs in a [[handler]] table");
     CHECK(error_of("handler = 3\n") == "m2b.toml:1: handler: must be tables: write each one as [[handler]]");
-    CHECK(error_of("[[handler]]\nname = \"x\"\n") == "m2b.toml:1: handler 1: give exactly one of fastcgi, cgi or spawn");
+    CHECK(error_of("[[handler]]\nname = \"x\"\n") == "m2b.toml:1: handler 1: give exactly one of fastcgi, cgi, scgi, uwsgi or spawn");
     CHECK(error_of("[[handler]]\nspawn = { command = [] }\n") == "m2b.toml:2: spawn.command: must name the program to start");
     CHECK(error_of("[[handler]]\nspawn = { command = [\"cat\"], every = 1 }\n") ==
           "m2b.toml:2: spawn.every: unknown key (spawn has command and instances)");
@@ -126,11 +134,36 @@ TEST_CASE("config: the resolved text reads back as the same config") {
     ServiceConfig c = load_config_text(
         "grace = 3\n[[handler]]\nname = \"php\"\nfastcgi = \"unix:/run/php.sock\"\ntimeout = 7\n"
         "[[handler]]\nsend_spec = \"tcp://127.0.0.1:1\"\nrecv_spec = \"tcp://127.0.0.1:2\"\n"
-        "spawn = { command = [\"cat\"], instances = 2 }\n",
+        "spawn = { command = [\"cat\"], instances = 2 }\n"
+        "[[handler]]\nsend_spec = \"tcp://127.0.0.1:3\"\nrecv_spec = \"tcp://127.0.0.1:4\"\nscgi = \"unix:/run/a.sock\"\n"
+        "[[handler]]\nsend_spec = \"tcp://127.0.0.1:5\"\nrecv_spec = \"tcp://127.0.0.1:6\"\nuwsgi = \"127.0.0.1:3031\"\n"
+        "max_requests = 9\n",
         "m2b.toml");
+    CHECK(c.handlers[2].mode == Mode::Scgi);
+    CHECK(c.handlers[2].keep_conn == std::nullopt);  // a FastCGI option only
+    CHECK(c.handlers[3].mode == Mode::Uwsgi);
+    CHECK(c.handlers[3].backend == "127.0.0.1:3031");
+    CHECK(c.handlers[3].max_requests == 9);
     std::string text = to_toml(c);
+    CHECK(text.find("uwsgi = '127.0.0.1:3031'") != std::string::npos);
     ServiceConfig again = load_config_text(text, "resolved.toml");
     CHECK(to_toml(again) == text);
     CHECK(to_toml(again.handlers[0]) == to_toml(c.handlers[0]));
     CHECK(to_toml(again.handlers[1]) != to_toml(c.handlers[0]));
+    CHECK(again.handlers[3].mode == Mode::Uwsgi);
+}
+
+TEST_CASE("config: scgi and uwsgi are subcommands taking one ADDRESS") {
+    auto parse = [](std::vector<std::string> args) {
+        std::vector<char*> argv;
+        for (auto& a : args) argv.push_back(a.data());
+        return parse_command_line(static_cast<int>(argv.size()), argv.data()).config.handlers.at(0);
+    };
+    HandlerConfig s = parse({"m2bridge", "scgi", "--max-requests", "5", "unix:/run/app.sock"});
+    CHECK(s.mode == Mode::Scgi);
+    CHECK(s.backend == "unix:/run/app.sock");
+    CHECK(s.max_requests == 5);
+    HandlerConfig u = parse({"m2bridge", "uwsgi", "--script-filename", "/srv/app.py", "127.0.0.1:3031"});
+    CHECK(u.mode == Mode::Uwsgi);
+    CHECK(u.script_filename == "/srv/app.py");
 }

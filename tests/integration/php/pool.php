@@ -1,0 +1,4 @@
+<?php
+// Which php-fpm pool answered (its env[POOL]); for the balancing tests.
+header('Content-Type: text/plain');
+echo getenv('POOL') ?: 'none';
