@@ -47,8 +47,9 @@ private:
         tried_[static_cast<size_t>(i)] = true;
         current_ = i;
         ++gateway_.backend(static_cast<size_t>(i)).in_flight;
-        // The previous attempt's exchange may still be on the stack (its failure callback).
-        if (inner_) gateway_.loop().dispose_later(std::move(inner_));
+        // The previous attempt's exchange is still on the stack (its failure callback):
+        // kept until the next attempt or the end of this one, never destroyed here.
+        if (inner_) spent_ = std::move(inner_);
         inner_ = gateway_.backend(static_cast<size_t>(i)).gateway->start(env_, body_, conn_id_, *this);
         if (paused_ && inner_) inner_->set_paused(true);
         return true;
@@ -104,6 +105,7 @@ private:
     LifeToken life_;
     std::vector<bool> tried_;
     std::unique_ptr<Exchange> inner_;
+    std::unique_ptr<Exchange> spent_;  // the attempt before, refused
     int current_ = -1;  // the backend holding this request (its in_flight counts it); -1: none
     bool answered_ = false;
     bool paused_ = false;

@@ -73,6 +73,7 @@ struct FakeGateway : Gateway {
     };
     std::vector<Live*> live;
     int started = 0;
+    std::string name = "fake";
 
     // The exchange working for connection `conn`, if any.
     Live* running(uint64_t conn) {
@@ -87,7 +88,7 @@ struct FakeGateway : Gateway {
         ++started;
         return e;
     }
-    std::string_view describe() const override { return "fake"; }
+    std::string_view describe() const override { return name; }
 };
 
 }  // namespace m2b::testing
