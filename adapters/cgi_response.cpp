@@ -32,7 +32,7 @@ std::string_view trim(std::string_view s) {
 bool is_dropped_field(std::string_view name) {
     static constexpr std::string_view dropped[] = {
         "connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection",
-        "date", "x-sendfile", "x-accel-redirect", "x-lighttpd-send-file",
+        "date",
     };
     for (auto d : dropped)
         if (iequals(name, d)) return true;
@@ -216,12 +216,17 @@ CgiHeadParser::State CgiHeadParser::parse_head(std::string_view block) {
             auto ids = parse_deliver_ids(value);
             if (!ids) return fail("X-Mongrel2-Deliver holds something other than decimal ids");
             head_.deliver = std::move(*ids);
+        } else if (iequals(name, "X-Sendfile") || iequals(name, "X-Accel-Redirect") ||
+                   iequals(name, "X-LIGHTTPD-send-file")) {
+            if (head_.sendfile) return fail("X-Sendfile given twice");
+            if (!value.empty()) head_.sendfile = std::string(value);
         } else if (!is_dropped_field(name)) {
             head_.headers.emplace_back(std::string(name), std::string(value));
         }
     }
+    if (head_.sendfile && head_.deliver) return fail("X-Sendfile and X-Mongrel2-Deliver together");
     if (lines == 0) return fail("output starts with an empty line: no header fields");
-    if (!seen_status && !head_.location && !head_.has_content_type && !head_.deliver)
+    if (!seen_status && !head_.location && !head_.has_content_type && !head_.deliver && !head_.sendfile)
         return fail("no Status, Location or Content-Type field");
 
     if (head_.location && !seen_status) {

@@ -25,7 +25,7 @@ struct ResponseHead {
     int status = 200;
     std::string reason;  // empty: use the standard phrase
     // Headers passed on to the client, in order. Framing, hop-by-hop, Status,
-    // X-CGI-*, X-Sendfile-like and the deliver header are not in here.
+    // X-CGI-*, the X-Sendfile family and the deliver header are not in here.
     std::vector<std::pair<std::string, std::string>> headers;
     std::optional<std::string> location;
     std::optional<uint64_t> content_length;  // as the app declared it
@@ -33,6 +33,9 @@ struct ResponseHead {
     // X-Mongrel2-Deliver: the connection ids to send the reply to instead of
     // the requester. Present and empty means "send to nobody".
     std::optional<std::vector<uint64_t>> deliver;
+    // X-Sendfile, X-Accel-Redirect or X-LIGHTTPD-send-file: the file to send
+    // instead of the body (bridge/file_reply.h).
+    std::optional<std::string> sendfile;
 };
 
 class CgiHeadParser {

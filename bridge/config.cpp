@@ -110,6 +110,9 @@ void add_handler_options(CLI::App* app, HandlerConfig& c, Mode mode) {
                                 return range.empty() ? range : v + ": must be " + range;
                             },
                             ""));
+                } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+                    // Repeatable, one value each: "--pass-env A --pass-env B PATH" leaves PATH alone.
+                    app->add_option(spec.option(), c.*member, spec.help)->allow_extra_args(false);
                 } else {
                     app->add_option(spec.option(), c.*member, spec.help);
                 }
@@ -140,6 +143,7 @@ void add_process_options(CLI::App* app, ServiceConfig& s) {
 void finish_handler(HandlerConfig& h, bool file_keys) {
     Namer name{file_keys};
     if (!h.document_root.empty()) h.document_root = canonical_dir(h.document_root, name("document_root"));
+    for (auto& root : h.sendfile_roots) root = canonical_dir(root, name("sendfile_root"));
     if (h.index.find('/') != std::string::npos || h.index == "." || h.index == "..")
         throw ConfigError(name("index") + ": must be a file name, not a path: " + h.index);
     if (!h.disconnect_path.empty() && h.disconnect_path[0] != '/')

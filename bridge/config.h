@@ -34,6 +34,7 @@ struct HandlerConfig {
     std::string document_root;
     std::string script_filename;
     std::string index;
+    std::vector<std::string> sendfile_roots;  // X-Sendfile may name files inside these (canonical)
     std::string upload_store;  // Mongrel2's upload.temp_store, as m2bridge sees the path
     uid_t upload_owner = 0;    // owner of the store's directory: every upload file must have it
     std::string disconnect_path;  // request made when a held or JSON-socket client leaves

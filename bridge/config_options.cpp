@@ -74,6 +74,10 @@ const std::vector<OptionSpec>& handler_options() {
         {"pass_env", "pass this variable of m2bridge's environment to scripts (repeatable)", S::kCgi, &H::pass_env},
         {"allow_root", "let CGI scripts run as root (without it, cgi refuses to start as root)", S::kCgi,
          &H::allow_root},
+        {"sendfile_root",
+         "a directory whose files an app may have sent with X-Sendfile or X-Accel-Redirect (repeatable); "
+         "without one, such a response is a 502",
+         S::kAny, &H::sendfile_roots},
         {"access_log", "access log file, or - for stderr", S::kAny, &H::access_log},
         {"disconnect_path",
          "when a held long-poll or JSON-socket client leaves, POST {\"type\":\"disconnect\"} to this path",

@@ -48,6 +48,7 @@ Handler::Handler(Loop& loop, const HandlerConfig& config, Gateway& gateway, Mong
     settings_.reply.send_timeout = config.send_timeout();
     settings_.deadline = config.deadline();
     settings_.upload_owner = config.upload_owner;
+    settings_.sendfile_roots = config.sendfile_roots;
     keepalive_timer_ = loop_.after(config_.keepalive(), [this] { keepalive_tick(); });
 }
 

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "bridge/file_reply.h"
 
 namespace m2b {
 
@@ -214,6 +215,10 @@ void Transaction::handle_head() {
         local_redirect();
         return;
     }
+    if (head.sendfile) {
+        send_file();
+        return;
+    }
     status_ = head.status;
     if (head.deliver) {
         delivering_ = true;
@@ -223,6 +228,67 @@ void Transaction::handle_head() {
         stream_.begin_raw(false);  // the JSON socket stays open
     else
         stream_.begin(ReplyHead{head.status, head.reason, head.headers}, head.content_length);
+}
+
+// X-Sendfile: the app's worker is freed at once and the file goes out as the
+// body, under the same flow control and buffer limit as any reply.
+void Transaction::send_file() {
+    const ResponseHead& head = parser_.head();
+    struct stat st {};
+    std::string why;
+    UniqueFd fd;
+    if (raw_)
+        why = "not for a JSON socket";
+    else if (FileBody::open_count() >= FileBody::kMaxOpen)
+        why = "too many files being sent (" + std::to_string(FileBody::kMaxOpen) + ")";
+    else
+        fd = open_in_roots(*head.sendfile, settings_.sendfile_roots, st, why);
+    if (!fd) {
+        log::error(log_prefix(), "X-Sendfile ", log::printable(*head.sendfile, 300), ": ", why);
+        end_with_error(FileBody::open_count() >= FileBody::kMaxOpen ? 503 : 502);
+        return;
+    }
+    auto field = [&](std::string_view name) -> std::optional<std::string> {
+        const std::string* v = request_.header(name);
+        return v ? std::optional<std::string>(*v) : std::nullopt;
+    };
+    FilePlan plan = plan_file_reply(static_cast<uint64_t>(st.st_size), st.st_mtim.tv_sec, st.st_mtim.tv_nsec, head.status,
+                                    FileConditions{field("range"), field("if-range"), field("if-none-match"),
+                                                   field("if-modified-since")});
+    std::vector<std::pair<std::string, std::string>> headers;
+    for (const auto& h : head.headers) {
+        bool ours = false;
+        for (std::string_view name : {"ETag", "Last-Modified", "Accept-Ranges", "Content-Range"})
+            ours = ours || (h.first.size() == name.size() &&
+                            std::equal(name.begin(), name.end(), h.first.begin(),
+                                       [](char a, char b) { return std::tolower(a) == std::tolower(b); }));
+        if (!ours) headers.push_back(h);
+    }
+    if (!head.has_content_type && plan.status != 304) headers.emplace_back("Content-Type", "application/octet-stream");
+    headers.insert(headers.end(), plan.headers.begin(), plan.headers.end());
+    release_backend();
+    status_ = plan.status;
+    stream_.begin(ReplyHead{plan.status, plan.status == head.status ? head.reason : "", std::move(headers)}, plan.length);
+    if (plan.length == 0 || reply_ctx_.head_request) {
+        stream_.end();
+        finish_if_sent();
+        return;
+    }
+    file_ = std::make_unique<FileBody>(
+        loop_, std::move(fd), plan.offset, plan.length, [this](std::string_view bytes) { stream_.body(bytes); },
+        [this](const std::string& error) { file_sent(error); });
+}
+
+void Transaction::file_sent(const std::string& error) {
+    loop_.dispose_later(std::move(file_));  // we are inside its callback
+    if (state_ != State::Replying) return;
+    if (!error.empty()) {
+        log::error(log_prefix(), "X-Sendfile: ", error);
+        stream_.abort();  // the head promised a length: the client sees a short body
+    } else {
+        stream_.end();
+    }
+    finish_if_sent();
 }
 
 void Transaction::local_redirect() {
@@ -335,6 +401,7 @@ void Transaction::reply_error(int status) {
 
 void Transaction::backend_paused(bool paused) {
     if (exchange_) exchange_->set_paused(paused);
+    if (file_) file_->set_paused(paused);
 }
 
 // The backend is done with this request, whatever the client does next: its
@@ -387,6 +454,10 @@ void Transaction::finish() {
 }
 
 void Transaction::drop_exchange() {
+    if (file_) {
+        file_->cancel();
+        loop_.dispose_later(std::move(file_));  // we may be inside one of its callbacks
+    }
     if (!exchange_) return;
     exchange_->cancel();
     loop_.dispose_later(std::move(exchange_));  // we may be inside one of its callbacks

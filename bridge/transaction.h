@@ -17,6 +17,7 @@
 #include "bridge/http_reply.h"
 #include "base/loop.h"
 #include "bridge/m2_request.h"
+#include "bridge/file_body.h"
 #include "bridge/reply_stream.h"
 
 namespace m2b {
@@ -52,6 +53,7 @@ struct TransactionSettings {
     ReplyLimits reply;
     std::chrono::milliseconds deadline{0};  // 0: none
     uid_t upload_owner = 0;                 // owner every finished upload must have
+    std::vector<std::string> sendfile_roots;  // canonical; X-Sendfile may name files inside them
 };
 
 class Transaction final : public ExchangeSink, private ReplyConnection {
@@ -118,6 +120,8 @@ private:
     void handle_head();
     void local_redirect();
     void deliver_reply();
+    void send_file();
+    void file_sent(const std::string& error);
     void reply_error(int status);
     void release_backend();
     void finish_if_sent();
@@ -147,6 +151,7 @@ private:
     BodySource body_;
     CgiEnv env_;
     std::unique_ptr<Exchange> exchange_;
+    std::unique_ptr<FileBody> file_;  // an X-Sendfile reply's body, after the backend is released
     Loop::TimerId deadline_timer_ = 0;
     int redirects_ = 0;
     int refusal_status_ = 0;
