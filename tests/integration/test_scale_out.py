@@ -6,8 +6,8 @@ import os
 import socket
 import unittest
 
-from harness import (Bridge, Mongrel2, PhpFpm, Workdir, build_request, docroot_with_php, http_request,
-                     read_response, wait_until)
+from harness import (M2BRIDGE, Bridge, Mongrel2, PhpFpm, Process, Workdir, build_request, docroot_with_php,
+                     http_request, read_response, wait_until)
 
 
 def lines(path):
@@ -63,6 +63,69 @@ class TwoBridgesOnOneHandler(unittest.TestCase):
         # Mongrel2's PUSH stops dealing to a peer that has gone: every request is answered.
         for i in range(50):
             self.assertEqual(self.status("/status.php?after=%d" % i), 200, "request %d" % i)
+
+
+class OneBridgeTwoServers(unittest.TestCase):
+    """One m2bridge process serving two Mongrel2 servers: a [[handler]] per server in one config
+    file, each with its own sockets and its own connection ids."""
+
+    def setUp(self):
+        self.work = Workdir()
+        self.root = docroot_with_php(self.work.path)
+        self.fpm = PhpFpm(self.work.path, children=4)
+        self.servers = []
+        for name in ("a", "b"):
+            path = os.path.join(self.work.path, name)
+            os.makedirs(path)
+            self.servers.append(Mongrel2(path))
+        config = os.path.join(self.work.path, "m2bridge.toml")
+        with open(config, "w") as f:
+            for name, m2 in zip("ab", self.servers):
+                f.write('[[handler]]\nname = "%s"\nfastcgi = "%s"\ndocument_root = "%s"\n'
+                        'send_spec = "%s"\nrecv_spec = "%s"\n' % (name, self.fpm.address, self.root, m2.send_spec,
+                                                                   m2.recv_spec))
+        self.bridge = Process([M2BRIDGE, "--config", config], os.path.join(self.work.path, "m2bridge.log"))
+        for m2 in self.servers:
+            wait_until(lambda: http_request(m2.port, "GET", "/status.php", timeout=2)[0] == 200,
+                       what="an answer through each server")
+
+    def tearDown(self):
+        try:
+            code = self.bridge.stop()
+            log = self.bridge.output()
+            self.assertEqual(code, 0, log[-2000:])
+            self.assertNotIn("Sanitizer", log)
+        finally:
+            for m2 in self.servers:
+                m2.stop()
+            self.fpm.stop()
+            self.work.cleanup()
+
+    def test_each_server_gets_its_own_answers(self):
+        a, b = self.servers
+        hold_dir = os.path.join(self.work.path, "held")
+        os.makedirs(hold_dir)
+        held = socket.create_connection(("127.0.0.1", a.port), timeout=10)
+        try:
+            held.sendall(build_request("GET", "/hold.php?dir=" + hold_dir))
+            wait_until(lambda: os.listdir(hold_dir), what="the client held on server a")
+            conn_id = os.listdir(hold_dir)[0]
+            # Server b delivers to the same number: on b that is another client (or none).
+            status, _, body = http_request(b.port, "GET", "/deliver_to.php?body=from-b&ids=" + conn_id)
+            self.assertEqual((status, body), (200, b"from-b"))
+            held.settimeout(1)
+            with self.assertRaises(socket.timeout):
+                held.recv(1)  # nothing reached a's client
+            held.settimeout(10)
+            status, _, body = http_request(a.port, "GET", "/deliver_to.php?body=from-a&dir=" + hold_dir)
+            self.assertEqual((status, body), (200, b"from-a"))
+            status, _, body = read_response(held)
+            self.assertEqual((status, body), (200, b"from-a"))
+        finally:
+            held.close()
+        for m2 in self.servers:
+            self.assertEqual(http_request(m2.port, "GET", "/status.php")[0], 200)
+        self.assertNotIn("error", self.bridge.output())
 
 
 if __name__ == "__main__":
