@@ -1,9 +1,10 @@
 #!/bin/sh
 # Installs what is needed, builds m2bridge, and runs the demo on localhost:6767:
-# Mongrel2 in front; one m2bridge, run from a config file, with two handlers:
-# php-fpm (examples/php) at /, and two copies of the libfcgi C example that
-# m2bridge starts and supervises itself at /hello/. Ctrl-C stops everything.
-# DEMO_ONCE=1 shows the two answers and stops (a smoke test).
+# Mongrel2 in front; one m2bridge, run from a config file, with three handlers:
+# php-fpm (examples/php) at /, two copies of the libfcgi C example that
+# m2bridge starts and supervises itself at /hello/, and the WSGI example
+# (examples/wsgi/app.py) on uWSGI's uwsgi socket at /wsgi/. Ctrl-C stops everything.
+# DEMO_ONCE=1 shows the three answers and stops (a smoke test).
 set -eu
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -43,8 +44,11 @@ FPM_ROOT=""
 [ "$(id -u)" = 0 ] && FPM_ROOT="-R"
 $(command -v php-fpm8.2 || echo /usr/sbin/php-fpm8.2) $FPM_ROOT -n -y "$RUN/php-fpm.conf" -F > "$RUN/logs/php-fpm.out" 2>&1 &
 pids="$pids $!"
+uwsgi-core --plugin python3 --master --processes 2 --die-on-term --uwsgi-socket "$RUN/run/wsgi.sock" \
+  --wsgi-file "$ROOT/examples/wsgi/app.py" --env "WSGI_WAITERS=$RUN/run/wsgi-waiters" > "$RUN/logs/uwsgi.out" 2>&1 &
+pids="$pids $!"
 i=0
-while [ ! -S "$RUN/run/php.sock" ]; do
+while [ ! -S "$RUN/run/php.sock" ] || [ ! -S "$RUN/run/wsgi.sock" ]; do
   i=$((i + 1)); [ $i -lt 100 ] || { echo "backends did not start; see $RUN/logs"; exit 1; }; sleep 0.1
 done
 
@@ -68,18 +72,29 @@ recv_spec = "tcp://127.0.0.1:9994"
 spawn = { command = ["$ROOT/build/examples/fcgi-hello"], instances = 2 }
 upload_store = "$RUN/tmp/upload.XXXXXX"
 access_log = "$RUN/logs/m2bridge-access.log"
+
+[[handler]]
+name = "wsgi"
+send_spec = "tcp://127.0.0.1:9993"
+recv_spec = "tcp://127.0.0.1:9992"
+uwsgi = "unix:$RUN/run/wsgi.sock"
+upload_store = "$RUN/tmp/upload.XXXXXX"
+access_log = "$RUN/logs/m2bridge-access.log"
 CONF
 build/m2bridge --config "$RUN/m2bridge.toml" 2> "$RUN/logs/m2bridge.log" &
 pids="$pids $!"
 
 i=0
-until curl -sf -o /dev/null http://127.0.0.1:6767/ && curl -sf -o /dev/null http://127.0.0.1:6767/hello/; do
+until curl -sf -o /dev/null http://127.0.0.1:6767/ && curl -sf -o /dev/null http://127.0.0.1:6767/hello/ &&
+      curl -sf -o /dev/null http://127.0.0.1:6767/wsgi/; do
   i=$((i + 1)); [ $i -lt 100 ] || { echo "demo did not answer; see $RUN/logs"; exit 1; }; sleep 0.1
 done
 echo "---- curl http://127.0.0.1:6767/?x=1"
 curl -s "http://127.0.0.1:6767/?x=1"
 echo "---- curl http://127.0.0.1:6767/hello/world"
 curl -s http://127.0.0.1:6767/hello/world
+echo "---- curl -d name=Ada http://127.0.0.1:6767/wsgi/greet"
+curl -s -d name=Ada http://127.0.0.1:6767/wsgi/greet
 [ "${DEMO_ONCE:-0}" = 1 ] && exit 0
 echo "---- demo running on http://127.0.0.1:6767/ (metrics on http://127.0.0.1:9100/metrics,"
 echo "     config in $RUN/m2bridge.toml: edit it and kill -HUP the m2bridge; logs in $RUN/logs); Ctrl-C to stop"

@@ -93,7 +93,7 @@ private:
 
     uint32_t wanted_events() const {
         if (stage_ == Stage::Connecting) return EPOLLOUT;
-        uint32_t events = more_to_send() ? EPOLLOUT : 0;
+        uint32_t events = more_to_send() ? uint32_t{EPOLLOUT} : 0u;
         if (!paused_) events |= EPOLLIN | EPOLLRDHUP;
         return events;
     }

@@ -17,7 +17,9 @@ def lines(path):
         return f.read().splitlines()
 
 
-class TwoBridgesOnOneHandler(unittest.TestCase):
+class TwoBridges(unittest.TestCase):
+    extra_args = ()
+
     def setUp(self):
         self.work = Workdir()
         self.root = docroot_with_php(self.work.path)
@@ -25,7 +27,7 @@ class TwoBridgesOnOneHandler(unittest.TestCase):
         self.m2 = Mongrel2(self.work.path)
         self.logs = [os.path.join(self.work.path, "access-%d.log" % i) for i in (1, 2)]
         self.bridges = [Bridge(self.work.path, self.m2, self.fpm.address, "--document-root", self.root,
-                               "--access-log", log) for log in self.logs]
+                               "--access-log", log, *self.extra_args) for log in self.logs]
         # Both PUB sockets must be connected before replies can flow (ZeroMQ's slow joiner):
         # twenty answers in a row, whichever bridge each went to.
         wait_until(lambda: all(self.status("/status.php") == 200 for _ in range(20)), what="both bridges answering")
@@ -46,6 +48,8 @@ class TwoBridgesOnOneHandler(unittest.TestCase):
         except OSError:
             return 0
 
+
+class TwoBridgesOnOneHandler(TwoBridges):
     def test_both_bridges_serve_a_share_of_1000_requests(self):
         with socket.create_connection(("127.0.0.1", self.m2.port), timeout=10) as s:
             for i in range(1000):
@@ -63,6 +67,25 @@ class TwoBridgesOnOneHandler(unittest.TestCase):
         # Mongrel2's PUSH stops dealing to a peer that has gone: every request is answered.
         for i in range(50):
             self.assertEqual(self.status("/status.php?after=%d" % i), 200, "request %d" % i)
+
+
+class LostDisconnectsAreBoundedByTheDeadline(TwoBridges):
+    """Mongrel2 deals disconnect notices round-robin too: the bridge running a request hears of
+    its client leaving one time in two. --deadline bounds what a lost notice costs."""
+    extra_args = ("--deadline", "2")
+
+    def test_every_abandoned_request_ends_within_the_deadline(self):
+        for _ in range(4):
+            s = socket.create_connection(("127.0.0.1", self.m2.port), timeout=10)
+            s.sendall(build_request("GET", "/drip.php?s=30"))
+            s.recv(1)  # running: php-fpm drips for 30 s unless m2bridge lets go
+            s.close()
+
+        def ended():
+            text = "".join(bridge.log() for bridge in self.bridges)
+            return text.count("client went away") + text.count("request deadline of 2 s passed")
+        # Far less than the 30 s the scripts would run: each ended by its notice or its deadline.
+        wait_until(lambda: ended() >= 4, timeout=12, what="all four abandoned requests to end")
 
 
 class OneBridgeTwoServers(unittest.TestCase):
