@@ -80,10 +80,13 @@ private:
         std::string_view address = gateway_.backend(i).gateway->describe();
         std::string what = why.find(address) == std::string_view::npos ? std::string(address) + ": " + std::string(why)
                                                                         : std::string(why);
-        if (failure == BackendFailure::Refused || (failure == BackendFailure::Unavailable && !answered_))
-            gateway_.failed(i, what);
-        if (failure == BackendFailure::Refused) {
-            // Nothing reached that backend: any other may take the request.
+        // Only a connect that failed says the backend is down. A reset or a close before the
+        // answer can be the request's own doing (a header too large for the backend), and one
+        // client must not be able to take backends out.
+        if (failure == BackendFailure::Refused) gateway_.failed(i, what);
+        // Refused: nothing reached that backend. Overloaded: it turned the request away
+        // unrun (a full listen queue, FCGI_OVERLOADED). Either way another may take it.
+        if (failure == BackendFailure::Refused || failure == BackendFailure::Overloaded) {
             failure_kind_ = failure;
             failure_why_ = what;
             if (try_next()) return;

@@ -1,10 +1,11 @@
 // Several backends behind one handler (`m2bridge fastcgi ADDR ADDR ...`):
-// each request goes to the least busy live backend. One that refuses a
-// connection or resets it before answering is taken out for a back-off that
+// each request goes to the least busy live backend. One whose connect fails
+// (refused, or not done within --timeout) is taken out for a back-off that
 // doubles with every failure in a row (1 s up to 30 s); once it ends, the next
 // request probes it, and an answer brings it back. A request moves to another
-// backend only when its connect failed, so nothing of it reached the first
-// (safe for any method); a request that reached a backend is never sent twice.
+// backend only when the first never ran it: its connect failed, or the backend
+// turned it away as overloaded. A request that reached a backend's app is
+// never sent to a second one.
 #pragma once
 
 #include <chrono>

@@ -143,7 +143,10 @@ void add_process_options(CLI::App* app, ServiceConfig& s) {
 void finish_handler(HandlerConfig& h, bool file_keys) {
     Namer name{file_keys};
     if (!h.document_root.empty()) h.document_root = canonical_dir(h.document_root, name("document_root"));
-    for (auto& root : h.sendfile_roots) root = canonical_dir(root, name("sendfile_root"));
+    for (auto& root : h.sendfile_roots) {
+        root = canonical_dir(root, name("sendfile_root"));
+        if (root == "/") throw ConfigError(name("sendfile_root") + ": / would let an app send any file of the machine");
+    }
     if (h.index.find('/') != std::string::npos || h.index == "." || h.index == "..")
         throw ConfigError(name("index") + ": must be a file name, not a path: " + h.index);
     if (!h.disconnect_path.empty() && h.disconnect_path[0] != '/')

@@ -100,28 +100,16 @@ UniqueFd open_in_roots(const std::string& path, const std::vector<std::string>& 
         why = "not an absolute path";
         return {};
     }
-    // Checked before opening too: opening some files outside (a device) has effects of its own.
-    char resolved[PATH_MAX];
-    if (!realpath(path.c_str(), resolved)) {
+    // O_PATH names the file without opening it for I/O: no effect on a device or FIFO,
+    // and what it names cannot change under us (a symlink swapped in later is not followed).
+    UniqueFd named(open(path.c_str(), O_PATH | O_CLOEXEC));
+    if (!named) {
         why = strerror(errno);
         return {};
     }
-    bool before = false;
-    for (const auto& root : roots) before = before || inside(resolved, root);
-    if (!before) {
-        why = std::string("outside every --sendfile-root (it is ") + resolved + ")";
-        return {};
-    }
-    // O_NONBLOCK: a FIFO must not stall the loop; it is refused below.
-    UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
-    if (!fd) {
-        why = strerror(errno);
-        return {};
-    }
-    // Where the opened file really is: symlinks and ".." cannot move it after this.
+    std::string self = "/proc/self/fd/" + std::to_string(named.get());
     char real[PATH_MAX];
-    std::string link = "/proc/self/fd/" + std::to_string(fd.get());
-    ssize_t n = readlink(link.c_str(), real, sizeof real - 1);
+    ssize_t n = readlink(self.c_str(), real, sizeof real - 1);
     if (n <= 0) {
         why = std::string("cannot tell where it is: ") + strerror(errno);
         return {};
@@ -133,22 +121,26 @@ UniqueFd open_in_roots(const std::string& path, const std::vector<std::string>& 
         why = "outside every --sendfile-root (it is " + where + ")";
         return {};
     }
-    if (fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fstat(named.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
         why = "not a regular file";
         return {};
     }
+    // The same inode, now for reading.
+    UniqueFd fd(open(self.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
+    if (!fd) why = strerror(errno);
     return fd;
 }
 
 FilePlan plan_file_reply(uint64_t size, std::time_t mtime, long mtime_nsec, int app_status, const FileConditions& request) {
     FilePlan plan;
-    plan.status = app_status;
-    plan.length = size;
+    plan.status = app_status == 206 ? 200 : app_status;
+    plan.length = status_has_no_body(plan.status) ? 0 : size;
     char etag[64];
     std::snprintf(etag, sizeof etag, "\"%llx-%llx\"", static_cast<unsigned long long>(size),
                   static_cast<unsigned long long>(mtime) * 1000000000ull + static_cast<unsigned long long>(mtime_nsec));
-    if (app_status != 200) return plan;
+    if (plan.status != 200) return plan;
     plan.headers = {{"ETag", etag}, {"Last-Modified", http_date(mtime)}, {"Accept-Ranges", "bytes"}};
+    if (!request.get_or_head) return plan;  // a POST gets the file, never a 304 or a range
     // RFC 9110 §13.2.2: If-None-Match first; If-Modified-Since only without it.
     bool fresh = false;
     if (request.if_none_match) {

@@ -253,7 +253,8 @@ void Transaction::send_file() {
         return v ? std::optional<std::string>(*v) : std::nullopt;
     };
     FilePlan plan = plan_file_reply(static_cast<uint64_t>(st.st_size), st.st_mtim.tv_sec, st.st_mtim.tv_nsec, head.status,
-                                    FileConditions{field("range"), field("if-range"), field("if-none-match"),
+                                    FileConditions{reply_ctx_.head_request || request_.header_or("METHOD", "") == "GET",
+                                                   field("range"), field("if-range"), field("if-none-match"),
                                                    field("if-modified-since")});
     std::vector<std::pair<std::string, std::string>> headers;
     for (const auto& h : head.headers) {

@@ -29,8 +29,13 @@ public:
     FastcgiExchange(FastcgiGateway& gateway, const CgiEnv& env, const BodySource& body, ExchangeSink& sink)
         : gateway_(gateway), loop_(gateway.loop()), env_(env), body_(body), sink_(sink),
           silence_(loop_, gateway.options().timeout, [this] {
-              fail(BackendFailure::Timeout,
-                   "backend silent for " + std::to_string(silence_.timeout().count()) + " ms");
+              // A connect that never completed reached nothing: another backend may take the request.
+              if (stage_ == Stage::Connecting)
+                  fail(BackendFailure::Refused, "connect to " + gateway_.options().address + " timed out after " +
+                                                    std::to_string(silence_.timeout().count()) + " ms");
+              else
+                  fail(BackendFailure::Timeout,
+                       "backend silent for " + std::to_string(silence_.timeout().count()) + " ms");
           }) {
         // A kept connection that fails before any reply byte may have run the
         // request already: sent again only when running it twice is harmless.
@@ -128,7 +133,7 @@ private:
         if (!ok) {
             int e = errno;
             close_connection();
-            fail_later(BackendFailure::Overloaded, std::string("cannot watch descriptor: ") + strerror(e));
+            fail_later(BackendFailure::Unavailable, std::string("cannot watch descriptor: ") + strerror(e));
         }
     }
 
@@ -167,7 +172,7 @@ private:
     // Reported on the next turn: this may run inside a sink callback (set_paused).
     void update_events() {
         if (fd_ >= 0 && watched_ && !loop_.set_events(fd_, wanted_events()))
-            fail_later(BackendFailure::Overloaded, std::string("cannot watch descriptor: ") + strerror(errno));
+            fail_later(BackendFailure::Unavailable, std::string("cannot watch descriptor: ") + strerror(errno));
     }
 
     void on_events(uint32_t events) {

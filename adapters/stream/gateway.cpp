@@ -28,7 +28,13 @@ public:
     StreamExchange(StreamGateway& gateway, const CgiEnv& env, const BodySource& body, ExchangeSink& sink)
         : gateway_(gateway), loop_(gateway.loop()), env_(env), body_(body), sink_(sink),
           silence_(loop_, gateway.options().timeout, [this] {
-              fail(BackendFailure::Timeout, "backend silent for " + std::to_string(silence_.timeout().count()) + " ms");
+              // A connect that never completed reached nothing: another backend may take the request.
+              if (stage_ == Stage::Connecting)
+                  fail(BackendFailure::Refused, "connect to " + gateway_.address().text() + " timed out after " +
+                                                    std::to_string(silence_.timeout().count()) + " ms");
+              else
+                  fail(BackendFailure::Timeout,
+                       "backend silent for " + std::to_string(silence_.timeout().count()) + " ms");
           }) {}
 
     ~StreamExchange() override { close_connection(); }
@@ -58,7 +64,7 @@ public:
         if (!loop_.watch(fd_.get(), wanted_events(), [this](uint32_t events) { on_events(events); })) {
             int e = errno;
             close_connection();
-            fail_later(BackendFailure::Overloaded, std::string("cannot watch descriptor: ") + strerror(e));
+            fail_later(BackendFailure::Unavailable, std::string("cannot watch descriptor: ") + strerror(e));
             return;
         }
         watched_ = true;
@@ -101,7 +107,7 @@ private:
     // May run inside a sink callback (set_paused): a failure is reported on the next turn.
     void update_events() {
         if (watched_ && !loop_.set_events(fd_.get(), wanted_events()))
-            fail_later(BackendFailure::Overloaded, std::string("cannot watch descriptor: ") + strerror(errno));
+            fail_later(BackendFailure::Unavailable, std::string("cannot watch descriptor: ") + strerror(errno));
     }
 
     void on_events(uint32_t events) {

@@ -100,5 +100,46 @@ class TwoPhpFpmPools(unittest.TestCase):
         self.assertIn("/b/fpm/php.sock taken out", log)
 
 
+class StuckConnect(unittest.TestCase):
+    """A backend whose listen queue is full never completes a connect (loopback drops the SYNs):
+    after --timeout the request moves to the other backend, and the stuck one is taken out. The
+    other backend is a fake SCGI server (no real one can be made to stall its accept on demand)."""
+
+    def test_fake_backend_request_moves_on_when_connect_hangs(self):
+        import socket as s
+        import fake_backends as fb
+        work = Workdir()
+        stuck = s.socket()
+        stuck.bind(("127.0.0.1", 0))
+        stuck.listen(0)
+        fillers = []
+        live = m2 = bridge = None
+        try:
+            for _ in range(4):  # fill the accept queue; later SYNs are dropped
+                c = s.socket()
+                c.setblocking(False)
+                c.connect_ex(stuck.getsockname())
+                fillers.append(c)
+            live = fb.FakeStreamBackend(os.path.join(work.path, "live.sock"), lambda request, conn: conn.sendall(
+                b"Status: 200 OK\r\nContent-Type: text/plain\r\n\r\nlive"))
+            m2 = Mongrel2(work.path)
+            bridge = Bridge(work.path, m2, None, "--timeout", "1", "127.0.0.1:%d" % stuck.getsockname()[1],
+                            live.address, mode="scgi", warmup_path="/")
+            answers = [http_request(m2.port, "GET", "/x%d" % i, timeout=10)[::2] for i in range(6)]
+            self.assertEqual(answers, [(200, b"live")] * 6)
+            self.assertRegex(bridge.log(), r"taken out for 1000 ms: connect to 127.0.0.1:\d+ timed out after 1000 ms")
+        finally:
+            if bridge:
+                bridge.stop()
+            if m2:
+                m2.stop()
+            if live:
+                live.stop()
+            for c in fillers:
+                c.close()
+            stuck.close()
+            work.cleanup()
+
+
 if __name__ == "__main__":
     unittest.main()

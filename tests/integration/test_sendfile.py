@@ -96,6 +96,14 @@ class SendfileThroughPhp(unittest.TestCase):
         status, _, body = self.fetch("small.bin", headers={"Range": "bytes=0-1", "If-Range": '"stale"'})
         self.assertEqual((status, body), (200, self.small))
 
+    def test_post_gets_the_whole_file_never_a_304_or_a_range(self):
+        status, _, body = self.fetch("small.bin", method="POST", headers={"If-None-Match": "*", "Range": "bytes=0-1"})
+        self.assertEqual((status, body), (200, self.small))
+
+    def test_status_without_body_reads_no_file(self):
+        status, headers, body = self.fetch("small.bin", status=204)
+        self.assertEqual((status, body), (204, b""))
+
     def test_head_gets_the_head_only(self):
         status, headers, body = self.fetch("small.bin", method="HEAD")
         self.assertEqual((status, body), (200, b""))

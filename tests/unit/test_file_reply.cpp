@@ -97,6 +97,24 @@ TEST_CASE("file reply: another status from the app sends the whole file with tha
     CHECK(p.status == 404);
     CHECK(p.length == 100);
     CHECK(p.headers.empty());
+    // A status without a body reads nothing of the file.
+    CHECK(plan_file_reply(100, kMtime, 0, 204, {}).length == 0);
+    CHECK(plan_file_reply(100, kMtime, 0, 304, {}).length == 0);
+    // A 206 from the app: the range is m2bridge's to cut, as for a 200.
+    p = plan_file_reply(100, kMtime, 0, 206, {.range = "bytes=0-9"});
+    CHECK(p.status == 206);
+    CHECK(*header(p, "Content-Range") == "bytes 0-9/100");
+    p = plan_file_reply(100, kMtime, 0, 206, {});
+    CHECK(p.status == 200);
+    CHECK(p.length == 100);
+}
+
+TEST_CASE("file reply: ranges and 304 are for GET and HEAD only") {
+    FilePlan p = plan_file_reply(100, kMtime, 0, 200,
+                                 {.get_or_head = false, .range = "bytes=0-9", .if_none_match = "*"});
+    CHECK(p.status == 200);
+    CHECK(p.length == 100);
+    CHECK(header(p, "ETag"));
 }
 
 TEST_CASE("file reply: HTTP dates") {
@@ -126,6 +144,11 @@ TEST_CASE("file reply: only regular files inside a root, wherever their symlinks
     CHECK_FALSE(open_in_roots((base / "root" / ".." / "outside.txt").string(), roots, st, why));
     CHECK_FALSE(open_in_roots((base / "root" / "fifo").string(), roots, st, why));
     CHECK(why == "not a regular file");
+    // A FIFO outside the roots, through a symlink: never opened (it would block or signal a writer).
+    mkfifo((base / "outside.fifo").c_str(), 0600);
+    fs::create_symlink(base / "outside.fifo", base / "root" / "to-fifo");
+    CHECK_FALSE(open_in_roots((base / "root" / "to-fifo").string(), roots, st, why));
+    CHECK(why.starts_with("outside every --sendfile-root"));
     CHECK_FALSE(open_in_roots((base / "root" / "sub").string(), roots, st, why));
     CHECK_FALSE(open_in_roots("sub/a.txt", roots, st, why));
     CHECK(why == "not an absolute path");
