@@ -182,33 +182,14 @@ def kept_then_silent_close(answer, seen):
     return behave
 
 
-class FakeStreamBackend:
+class FakeStreamBackend(FakeBackend):
     """A fake SCGI or uwsgi server, for what uWSGI cannot do on demand (stall, answer a
     broken head). It reads the request's first bytes, then `behave(request_bytes, conn)`.
     Connections it saw end are counted in `closed_by_peer`."""
 
     def __init__(self, path, behave):
-        self.path = path
-        self.behave = behave
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(path)
-        self.sock.listen(64)
-        self.requests = []
         self.closed_by_peer = 0
-        self.running = True
-        threading.Thread(target=self.serve, daemon=True).start()
-
-    @property
-    def address(self):
-        return "unix:" + self.path
-
-    def serve(self):
-        while self.running:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+        super().__init__(path, behave)
 
     def handle(self, conn):
         try:
@@ -227,13 +208,5 @@ class FakeStreamBackend:
             while conn.recv(65536):
                 pass
             self.closed_by_peer += 1
-        except OSError:
-            pass
-
-    def stop(self):
-        self.running = False
-        self.sock.close()
-        try:
-            os.unlink(self.path)
         except OSError:
             pass

@@ -10,16 +10,7 @@ import unittest
 import urllib.parse
 
 from harness import SocketReader, Stack, build_request, http_request, read_response
-
-MIB = 1024 * 1024
-
-
-def vm_hwm_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmHWM")
+from test_hardening import LOW_QUARANTINE, MIB, vm_hwm_kib
 
 
 class SendfileThroughPhp(unittest.TestCase):
@@ -36,7 +27,7 @@ class SendfileThroughPhp(unittest.TestCase):
         os.symlink(os.path.join(cls.files, "secret.txt"), os.path.join(cls.root, "link-out"))
         os.symlink("small.bin", os.path.join(cls.root, "link-in"))
         os.mkfifo(os.path.join(cls.root, "fifo"))
-        cls.stack = Stack("--sendfile-root", cls.root, env={"ASAN_OPTIONS": "quarantine_size_mb=16"})
+        cls.stack = Stack("--sendfile-root", cls.root, env=LOW_QUARANTINE)
         cls.m2, cls.bridge = cls.stack.m2, cls.stack.bridge
 
     @classmethod
