@@ -1,4 +1,6 @@
 #include "adapters/cgi/runner.h"
+
+#include "adapters/request_body.h"
 #include "adapters/child_claims.h"
 #include "base/exec_child.h"
 
@@ -287,31 +289,18 @@ private:
     void write_body() {
         if (done_ || stdin_ < 0) return;
         for (;;) {
-            if (chunk_pos_ == chunk_.size()) {
-                chunk_.clear();
-                chunk_pos_ = 0;
-                if (body_.file_fd < 0) {
-                    if (body_offset_ == 0 && !body_.bytes.empty()) chunk_ = std::string(body_.bytes);
-                    body_offset_ = body_.bytes.size();
-                } else if (body_offset_ < body_.length) {
-                    chunk_.resize(static_cast<size_t>(std::min<uint64_t>(256 * 1024, body_.length - body_offset_)));
-                    ssize_t n = pread(body_.file_fd, chunk_.data(), chunk_.size(), static_cast<off_t>(body_offset_));
-                    if (n <= 0) {
-                        // A truncated body must not pass for a whole one (FastCGI fails the same way).
-                        fail(BackendFailure::Unavailable, "upload file shorter than its size");
-                        return;
-                    }
-                    chunk_.resize(static_cast<size_t>(n));
-                    body_offset_ += static_cast<uint64_t>(n);
-                }
-                if (chunk_.empty()) {
-                    // Exactly CONTENT_LENGTH bytes, then EOF.
-                    loop_.unwatch(stdin_);
-                    close_fd(stdin_);
+            std::string_view bytes = body_reader_.pending();
+            if (bytes.empty()) {
+                if (body_reader_.state() == RequestBodyReader::State::ShortFile) {
+                    fail(BackendFailure::Unavailable, "upload file shorter than its size");
                     return;
                 }
+                // Exactly CONTENT_LENGTH bytes, then EOF.
+                loop_.unwatch(stdin_);
+                close_fd(stdin_);
+                return;
             }
-            ssize_t n = ::write(stdin_, chunk_.data() + chunk_pos_, chunk_.size() - chunk_pos_);
+            ssize_t n = ::write(stdin_, bytes.data(), bytes.size());
             if (n < 0) {
                 if (errno == EAGAIN || errno == EINTR) return;
                 // The script stopped reading (EPIPE): keep reading what it prints.
@@ -319,7 +308,7 @@ private:
                 close_fd(stdin_);
                 return;
             }
-            chunk_pos_ += static_cast<size_t>(n);
+            body_reader_.consume(static_cast<size_t>(n));
             silence_.activity();  // body bytes the script took
         }
     }
@@ -433,9 +422,7 @@ private:
     int stdin_ = -1, stdout_ = -1, stderr_ = -1;
     bool paused_ = false;
     bool done_ = false;
-    std::string chunk_;
-    size_t chunk_pos_ = 0;
-    uint64_t body_offset_ = 0;
+    RequestBodyReader body_reader_{body_, 256 * 1024};
 };
 
 }  // namespace

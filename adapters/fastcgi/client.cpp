@@ -7,6 +7,7 @@
 
 #include "adapters/fastcgi/pool.h"
 #include "adapters/fastcgi/record.h"
+#include "adapters/request_body.h"
 #include "base/life_token.h"
 #include "adapters/silence_timer.h"
 
@@ -113,7 +114,7 @@ private:
         hold_back_ = pool && pool->learning() && !reused ? kStdinEndSize : 0;
         out_.clear();
         out_pos_ = 0;
-        body_offset_ = 0;
+        body_reader_ = RequestBodyReader(body_, kBodyChunk);  // from the start, also on a retry
         body_done_ = false;
         write_failed_ = false;
         reader_ = fcgi::RecordReader();
@@ -140,21 +141,16 @@ private:
     // Appends the next piece of the body (STDIN records) to the output buffer.
     void refill_body() {
         if (body_done_) return;
-        if (body_.file_fd < 0) {
-            fcgi::append_stdin(out_, kRequestId, body_.bytes);
-            body_offset_ = body_.bytes.size();
-        } else if (body_offset_ < body_.length) {
-            // A local file Mongrel2 wrote: pread is a short disk read, not a wait on the network.
-            char buf[kBodyChunk];
-            size_t want = static_cast<size_t>(std::min<uint64_t>(sizeof buf, body_.length - body_offset_));
-            ssize_t n = pread(body_.file_fd, buf, want, static_cast<off_t>(body_offset_));
-            if (n <= 0) {
-                fail(BackendFailure::Unavailable, "upload file shorter than its size");
-                return;
-            }
-            fcgi::append_stdin(out_, kRequestId, std::string_view(buf, static_cast<size_t>(n)));
-            body_offset_ += static_cast<uint64_t>(n);
-            if (body_offset_ < body_.length) return;
+        std::string_view piece = body_reader_.pending();
+        if (!piece.empty()) {
+            fcgi::append_stdin(out_, kRequestId, piece);
+            body_reader_.consume(piece.size());
+            if (body_.file_fd >= 0) return;  // a file: the next chunk once this one is out
+            piece = body_reader_.pending();  // inline: all of it went; now Done
+        }
+        if (body_reader_.state() == RequestBodyReader::State::ShortFile) {
+            fail(BackendFailure::Unavailable, "upload file shorter than its size");
+            return;
         }
         // STDIN carries exactly CONTENT_LENGTH bytes, then the empty record.
         fcgi::append_stdin_end(out_, kRequestId);
@@ -385,7 +381,7 @@ private:
     size_t out_pos_ = 0;
     size_t hold_back_ = 0;  // trailing bytes of out_ (the empty STDIN record) sent in a write of their own
     bool backend_took_all_ = false;  // before that last write
-    uint64_t body_offset_ = 0;
+    RequestBodyReader body_reader_{body_, kBodyChunk};
     bool body_done_ = false;
     fcgi::RecordReader reader_;
 };

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "adapters/request_body.h"
 #include "adapters/silence_timer.h"
 #include "adapters/status_line.h"
 #include "adapters/stream/scgi.h"
@@ -94,7 +95,7 @@ private:
     bool ended() const { return stage_ == Stage::Reporting || stage_ == Stage::Done; }
 
     bool more_to_send() const {
-        return !write_failed_ && (out_pos_ < out_.size() || body_offset_ < body_.size());
+        return !write_failed_ && (out_pos_ < out_.size() || body_reader_.state() == RequestBodyReader::State::More);
     }
 
     uint32_t wanted_events() const {
@@ -132,26 +133,13 @@ private:
         if (!ended()) update_events();
     }
 
-    // The next bytes of the request: the rest of the head (or of a chunk of
-    // the upload file), else the inline body straight from the request.
+    // The next bytes of the request: the rest of the head, then the body.
     std::string_view next_bytes() {
         if (out_pos_ < out_.size()) return std::string_view(out_).substr(out_pos_);
-        if (body_offset_ >= body_.size()) return {};
-        if (body_.file_fd < 0) return body_.bytes.substr(static_cast<size_t>(body_offset_));
-        // A local file Mongrel2 wrote: pread is a short disk read, not a wait on the network.
-        size_t want = static_cast<size_t>(std::min<uint64_t>(kBodyChunk, body_.length - body_offset_));
-        out_.resize(want);
-        ssize_t n = pread(body_.file_fd, out_.data(), want, static_cast<off_t>(body_offset_));
-        if (n <= 0) {
-            out_.clear();
-            out_pos_ = 0;
+        std::string_view body = body_reader_.pending();
+        if (body.empty() && body_reader_.state() == RequestBodyReader::State::ShortFile)
             fail(BackendFailure::Unavailable, "upload file shorter than its size");
-            return {};
-        }
-        out_.resize(static_cast<size_t>(n));
-        out_pos_ = 0;
-        body_offset_ += static_cast<uint64_t>(n);
-        return out_;
+        return body;
     }
 
     void flush() {
@@ -169,7 +157,7 @@ private:
             if (out_pos_ < out_.size())
                 out_pos_ += static_cast<size_t>(n);
             else
-                body_offset_ += static_cast<uint64_t>(n);
+                body_reader_.consume(static_cast<size_t>(n));
         }
     }
 
@@ -261,9 +249,9 @@ private:
     bool paused_ = false;
     bool got_bytes_ = false;
     bool write_failed_ = false;
-    std::string out_;  // the head, then one chunk of an upload file at a time
+    std::string out_;  // the protocol's head
     size_t out_pos_ = 0;
-    uint64_t body_offset_ = 0;  // body bytes sent, or read from the file into out_
+    RequestBodyReader body_reader_{body_, kBodyChunk};
     StatusLineToCgi status_line_;
 };
 
