@@ -11,8 +11,8 @@ import threading
 import time
 import unittest
 
-from harness import (Bridge, Mongrel2, SocketReader, UwsgiApp, Workdir, build_request, http_request, read_response,
-                     wait_until)
+from harness import (UWSGI, WSGI_APP, Bridge, Mongrel2, SocketReader, UwsgiApp, Workdir, build_request, http_request,
+                     read_response, wait_until)
 import fake_backends as fb
 
 SHARED = {}
@@ -33,12 +33,17 @@ class WsgiAppBehindBridge:
     mode = None
 
     @classmethod
+    def backend(cls):
+        """The bridge's backend operands, and the file the app lists held clients in."""
+        return [SHARED["uwsgi"].address(cls.mode)], os.path.join(SHARED["uwsgi"].dir, "waiters")
+
+    @classmethod
     def setUpClass(cls):
         work = SHARED["work"].path
         cls.m2 = Mongrel2(work)
+        operands, cls.waiters = cls.backend()
         try:
-            cls.bridge = Bridge(work, cls.m2, SHARED["uwsgi"].address(cls.mode), "--timeout", "10", mode=cls.mode,
-                                warmup_path="/")
+            cls.bridge = Bridge(work, cls.m2, None, "--timeout", "10", *operands, mode=cls.mode, warmup_path="/")
         except BaseException:
             cls.m2.stop()
             raise
@@ -102,7 +107,7 @@ class WsgiAppBehindBridge:
                 s = socket.create_connection(("127.0.0.1", self.m2.port), timeout=10)
                 s.sendall(build_request("GET", "/wait"))
                 held.append(s)
-            waiters = os.path.join(SHARED["uwsgi"].dir, "waiters")
+            waiters = self.waiters
 
             def held_ids():
                 if not os.path.exists(waiters):
@@ -130,6 +135,18 @@ class WsgiOverUwsgi(WsgiAppBehindBridge, unittest.TestCase):
 
 class WsgiOverFastcgi(WsgiAppBehindBridge, unittest.TestCase):
     mode = "fastcgi"
+
+
+class WsgiUnderSpawn(WsgiAppBehindBridge, unittest.TestCase):
+    """The same app in uWSGI processes that m2bridge starts itself (fastcgi --spawn): each copy
+    takes the listening socket m2bridge hands it on fd 0."""
+    mode = "fastcgi"
+
+    @classmethod
+    def backend(cls):
+        waiters = os.path.join(SHARED["work"].path, "spawn-waiters")
+        return ["--spawn", "2", "--", UWSGI, "--plugin", "python3", "--protocol", "fastcgi", "--socket", "fd://0",
+                "--buffer-size", "65535", "--wsgi-file", WSGI_APP, "--env", "WSGI_WAITERS=" + waiters], waiters
 
 
 def fake_behaviour(request, conn):
