@@ -83,10 +83,11 @@ private:
         // Only a connect that failed says the backend is down. A reset or a close before the
         // answer can be the request's own doing (a header too large for the backend), and one
         // client must not be able to take backends out.
-        if (failure == BackendFailure::Refused) gateway_.failed(i, what);
-        // Refused: nothing reached that backend. Overloaded: it turned the request away
+        bool connect_failed = failure == BackendFailure::Refused || failure == BackendFailure::ConnectTimeout;
+        if (connect_failed) gateway_.failed(i, what);
+        // A failed connect: nothing reached that backend. Overloaded: it turned the request away
         // unrun (a full listen queue, FCGI_OVERLOADED). Either way another may take it.
-        if (failure == BackendFailure::Refused || failure == BackendFailure::Overloaded) {
+        if (connect_failed || failure == BackendFailure::Overloaded) {
             failure_kind_ = failure;
             failure_why_ = what;
             if (try_next()) return;

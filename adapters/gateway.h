@@ -25,7 +25,8 @@ struct BodySource {
 };
 
 enum class BackendFailure {
-    Refused,      // the connect failed: nothing reached the backend (another may take it): 502
+    Refused,         // the connect failed: nothing reached the backend (another may take it): 502
+    ConnectTimeout,  // the connect did not complete within the timeout: the same, but 504
     Unavailable,  // reset or closed before the response: 502
     BadResponse,  // broke the protocol: 502
     Timeout,      // silent longer than the timeout: 504

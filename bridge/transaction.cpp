@@ -20,7 +20,8 @@ constexpr size_t kMaxStderrLogged = 16 * 1024;
 
 int status_for(BackendFailure failure) {
     switch (failure) {
-        case BackendFailure::Timeout: return 504;
+        case BackendFailure::Timeout:
+        case BackendFailure::ConnectTimeout: return 504;
         case BackendFailure::Overloaded: return 503;
         case BackendFailure::Refused:
         case BackendFailure::Unavailable:

@@ -31,7 +31,7 @@ public:
           silence_(loop_, gateway.options().timeout, [this] {
               // A connect that never completed reached nothing: another backend may take the request.
               if (stage_ == Stage::Connecting)
-                  fail(BackendFailure::Refused, "connect to " + gateway_.address().text() + " timed out after " +
+                  fail(BackendFailure::ConnectTimeout, "connect to " + gateway_.address().text() + " timed out after " +
                                                     std::to_string(silence_.timeout().count()) + " ms");
               else
                   fail(BackendFailure::Timeout,

@@ -90,6 +90,20 @@ TEST_CASE("balancer: a refused connect moves the request on and takes the backen
     CHECK(second->started == 2);
 }
 
+TEST_CASE("balancer: a connect that timed out moves the request on too, and is a 504 when none is left") {
+    Two t;
+    Events sink;
+    auto e = t.start(sink);
+    FakeGateway* first = t.a->started ? t.a : t.b;
+    FakeGateway* second = first == t.a ? t.b : t.a;
+    first->live.front()->sink.on_failure(BackendFailure::ConnectTimeout, "connect to 1 timed out after 50 ms");
+    CHECK(second->started == 1);
+    CHECK(t.gateway->taken_out(first == t.a ? 0 : 1));
+    second->live.front()->sink.on_failure(BackendFailure::ConnectTimeout, "connect to 2 timed out after 50 ms");
+    REQUIRE(sink.failures.size() == 1);
+    CHECK(sink.failures[0].first == BackendFailure::ConnectTimeout);
+}
+
 TEST_CASE("balancer: a request that reached a backend is never sent to another") {
     Two t;
     Events sink;
