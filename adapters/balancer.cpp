@@ -50,7 +50,10 @@ private:
         // The previous attempt's exchange is still on the stack (its failure callback):
         // kept until the next attempt or the end of this one, never destroyed here.
         if (inner_) spent_ = std::move(inner_);
-        inner_ = gateway_.backend(static_cast<size_t>(i)).gateway->start(env_, body_, conn_id_, *this);
+        starting_ = true;
+        auto started = gateway_.backend(static_cast<size_t>(i)).gateway->start(env_, body_, conn_id_, *this);
+        starting_ = false;
+        inner_ = std::move(started);
         if (paused_ && inner_) inner_->set_paused(true);
         return true;
     }
@@ -75,6 +78,13 @@ private:
         sink_.on_complete();
     }
     void on_failure(BackendFailure failure, std::string_view why) override {
+        if (cancelled_) return;
+        if (starting_) {
+            // Reported from inside start(): moving on from here would start the next attempt
+            // before this one's handle is ours. Handled on the next turn instead.
+            gateway_.loop().post(life_.guard([this, failure, why = std::string(why)] { on_failure(failure, why); }));
+            return;
+        }
         size_t i = static_cast<size_t>(current_);
         release();
         std::string_view address = gateway_.backend(i).gateway->describe();
@@ -112,6 +122,7 @@ private:
     std::unique_ptr<Exchange> spent_;  // the attempt before, refused
     int current_ = -1;  // the backend holding this request (its in_flight counts it); -1: none
     bool answered_ = false;
+    bool starting_ = false;  // inside a backend's start()
     bool paused_ = false;
     bool cancelled_ = false;
     BackendFailure failure_kind_ = BackendFailure::Unavailable;

@@ -196,6 +196,50 @@ TEST_CASE("balancer: beyond every backend's limit the answer is 503, on the next
     CHECK(s4.failures.empty());
 }
 
+namespace {
+
+// A backend that refuses from inside start(), before the caller holds the handle.
+struct RefusesAtOnce : FakeGateway {
+    std::unique_ptr<Exchange> start(const CgiEnv& env, const BodySource& body, uint64_t conn, ExchangeSink& sink) override {
+        auto e = FakeGateway::start(env, body, conn, sink);
+        sink.on_failure(BackendFailure::Refused, "refused at once");
+        return e;
+    }
+};
+
+}  // namespace
+
+TEST_CASE("balancer: a refusal reported from inside start() moves on once start() has returned") {
+    Loop loop;
+    auto refusing = std::make_unique<RefusesAtOnce>();
+    auto fine = std::make_unique<FakeGateway>();
+    RefusesAtOnce* r = refusing.get();
+    FakeGateway* f = fine.get();
+    std::vector<std::unique_ptr<Gateway>> all;
+    all.push_back(std::move(refusing));
+    all.push_back(std::move(fine));
+    BalancedGateway gateway(loop, std::move(all), {.per_backend_limit = 8, .first_backoff = 50ms, .max_backoff = 200ms});
+    CgiEnv env;
+    BodySource body;
+    Events sink;
+    std::unique_ptr<Exchange> e;
+    // Until the refusing one is picked first.
+    for (int i = 0; i < 2 && f->started == 0; ++i) {
+        e = gateway.start(env, body, 1, sink);
+        if (r->started == 0) {
+            e.reset();
+            continue;
+        }
+        CHECK(f->started == 0);  // not from inside the refusing start()
+        loop.run_once(0);
+        CHECK(f->started == 1);
+        f->live.front()->answer("Status: 200\r\n\r\nok");
+        CHECK(sink.completed == 1);
+    }
+    CHECK(r->started == 1);
+    CHECK(sink.failures.empty());
+}
+
 TEST_CASE("balancer: with every backend out, the first to come back is tried anyway") {
     Two t;
     t.gateway->failed(0, "x");
