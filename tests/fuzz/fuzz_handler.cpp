@@ -37,7 +37,8 @@ std::string request(uint64_t conn, std::string_view path, std::string_view metho
 }
 
 std::string app_output(Input& in) {
-    switch (in.byte() % 6) {
+    switch (in.byte() % 7) {
+        case 5: return "X-Sendfile: " + docroot + (in.byte() % 2 ? "/app.php" : "/../etc") + "\r\nContent-Type: text/plain\r\n\r\n";
         case 0: return "Content-Type: text/plain\r\n\r\n" + std::string(in.byte() * 257, 'b');
         case 1: return "Content-Type: text/plain\r\nContent-Length: " + std::to_string(in.byte()) + "\r\n\r\nabc";
         case 2: return "X-Mongrel2-Deliver:\r\n\r\n";
@@ -69,6 +70,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     config.queue = in.byte() % 4;
     config.max_pipelined = in.byte() % 6;
     config.buffer_size = 16 * 1024;
+    config.sendfile_roots = {docroot};
     config.pacing_burst = 1 + in.byte() % 4;
     {
         Loop loop;

@@ -14,13 +14,15 @@ fi
 mkdir -p "$OUT"
 CODEC="bridge/netstring.cpp bridge/json_headers.cpp bridge/m2_request.cpp bridge/m2_reply.cpp
   bridge/http_reply.cpp bridge/upload.cpp adapters/cgi_response.cpp bridge/cgi_env.cpp adapters/script_path.cpp
-  adapters/fastcgi/record.cpp adapters/status_line.cpp adapters/stream/scgi.cpp adapters/stream/uwsgi.cpp"
+  adapters/fastcgi/record.cpp adapters/status_line.cpp adapters/stream/scgi.cpp adapters/stream/uwsgi.cpp
+  adapters/request_body.cpp bridge/file_reply.cpp"
 # The handler's message path, for fuzz_handler only.
 CORE="base/loop.cpp base/log.cpp bridge/handler.cpp bridge/transaction.cpp bridge/reply_stream.cpp
-  bridge/access_log.cpp"
+  bridge/access_log.cpp bridge/file_body.cpp"
 # The config reader, for fuzz_config_file only.
 CONFIG="bridge/config.cpp bridge/config_options.cpp bridge/config_file.cpp bridge/modes.cpp adapters/backend_address.cpp
-  adapters/fastcgi/client.cpp adapters/fastcgi/pool.cpp adapters/stream/gateway.cpp adapters/cgi/runner.cpp adapters/cgi/cgroup.cpp"
+  adapters/fastcgi/client.cpp adapters/fastcgi/pool.cpp adapters/stream/gateway.cpp adapters/cgi/runner.cpp adapters/cgi/cgroup.cpp
+  adapters/balancer.cpp"
 # toml++ as the product links it: Debian's compiled library, not the header-only
 # parser (whose debug assertions trip on input the library reports as an error).
 FLAGS="-std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I$ROOT
