@@ -205,7 +205,32 @@ void finish_handler(HandlerConfig& h, bool file_keys) {
     check_endpoint(h.recv_spec, name("recv_spec"));
 }
 
+namespace {
+
+// A handler with other_servers becomes one handler per server: "php", "php-2", ...
+void one_handler_per_server(ServiceConfig& c) {
+    std::vector<HandlerConfig> all;
+    for (HandlerConfig& h : c.handlers) {
+        auto others = std::move(h.other_servers);
+        h.other_servers.clear();
+        all.push_back(h);
+        for (size_t i = 0; i < others.size(); ++i) {
+            HandlerConfig copy = h;
+            if (!h.name.empty()) copy.name = h.name + "-" + std::to_string(i + 2);
+            copy.send_spec = others[i].first;
+            copy.recv_spec = others[i].second;
+            check_endpoint(copy.send_spec, "send_spec");
+            check_endpoint(copy.recv_spec, "recv_spec");
+            all.push_back(std::move(copy));
+        }
+    }
+    c.handlers = std::move(all);
+}
+
+}  // namespace
+
 void finish_service(ServiceConfig& c) {
+    one_handler_per_server(c);
     log::Level level;
     if (!log::parse_level(c.log_level, level))
         throw ConfigError("log_level: must be error, warn, info or debug: " + c.log_level);
@@ -268,6 +293,16 @@ CommandLine parse_command_line(int argc, char** argv) {
             sub->add_option("PATH", operands, "a CGI program, or a directory whose scripts the path picks")->required();
         }
     }
+    // --send-spec and --recv-spec may be given once per Mongrel2 server.
+    std::vector<std::string> send_specs, recv_specs;
+    for (auto& [mode, sub] : subcommands) {
+        for (auto [name, list] : {std::pair{"--send-spec", &send_specs}, std::pair{"--recv-spec", &recv_specs}}) {
+            CLI::Option* single = sub->get_option(name);
+            std::string help = single->get_description() + " (once per Mongrel2 server)";
+            sub->remove_option(single);
+            sub->add_option(name, *list, help)->allow_extra_args(false);
+        }
+    }
     auto parsed_mode = [&]() -> std::optional<Mode> {
         for (const auto& [mode, sub] : subcommands)
             if (sub->parsed()) return mode;
@@ -304,6 +339,14 @@ CommandLine parse_command_line(int argc, char** argv) {
         }
         std::optional<Mode> mode = parsed_mode();
         if (!mode) throw ConfigError("nothing to run: give a mode (" + mode_names() + ") or --config FILE (see --help)");
+        if (send_specs.size() > 1 || recv_specs.size() > 1) {
+            if (send_specs.size() != recv_specs.size())
+                throw ConfigError("--send-spec, --recv-spec: give them in pairs, one of each per Mongrel2 server (" +
+                                  std::to_string(send_specs.size()) + " and " + std::to_string(recv_specs.size()) + ")");
+            for (size_t i = 1; i < send_specs.size(); ++i) c.other_servers.emplace_back(send_specs[i], recv_specs[i]);
+        }
+        if (!send_specs.empty()) c.send_spec = send_specs[0];
+        if (!recv_specs.empty()) c.recv_spec = recv_specs[0];
         c.mode = *mode;
         const ModeInfo& info = mode_info(c.mode);
         if (c.spawns()) {

@@ -31,6 +31,11 @@ struct HandlerConfig {
     std::vector<std::string> pass_env;  // cgi: names of m2bridge's environment passed to scripts
     std::string send_spec = "tcp://127.0.0.1:9997";
     std::string recv_spec = "tcp://127.0.0.1:9996";
+    // Further Mongrel2 servers (send_spec, recv_spec) for the same backend, as
+    // --send-spec/--recv-spec given again or arrays in the file. finish_service
+    // makes each its own handler: connection ids are per server, so each server
+    // needs its own table of connections.
+    std::vector<std::pair<std::string, std::string>> other_servers;
     std::string document_root;
     std::string script_filename;
     std::string index;

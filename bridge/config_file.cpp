@@ -164,10 +164,30 @@ private:
             if (h.spawn_instances == 0) h.spawn_instances = 1;
             if (h.spawn_instances > 1024) fail(*backend, "spawn.instances", "must be between 1 and 1024");
         }
+        // send_spec and recv_spec may be arrays: one of each per Mongrel2 server.
+        std::vector<std::string> send_specs, recv_specs;
+        for (auto [k, list] : {std::pair{"send_spec", &send_specs}, std::pair{"recv_spec", &recv_specs}})
+            if (const toml::node* n = t.get(k); n && n->is_array()) {
+                *list = names(*n, k);
+                if (list->empty()) fail(*n, k, "must name at least one endpoint");
+            }
+        if (!send_specs.empty() || !recv_specs.empty()) {
+            // One array and one string: the string is a list of one.
+            for (auto [k, list] : {std::pair{"send_spec", &send_specs}, std::pair{"recv_spec", &recv_specs}})
+                if (const toml::node* n = t.get(k); list->empty() && n) list->push_back(text(*n, k));
+            if (send_specs.size() != recv_specs.size())
+                throw ConfigError(path_ + ":" + std::to_string(t.source().begin.line) + ": " + where +
+                                  ": send_spec and recv_spec: give one of each per Mongrel2 server (" +
+                                  std::to_string(send_specs.size()) + " and " + std::to_string(recv_specs.size()) + ")");
+            h.send_spec = send_specs[0];
+            h.recv_spec = recv_specs[0];
+            for (size_t i = 1; i < send_specs.size(); ++i) h.other_servers.emplace_back(send_specs[i], recv_specs[i]);
+        }
         for (auto&& [key, value] : t) {
             const toml::node& node = value;  // a structured binding cannot be captured before clang 16
             std::string k(key.str());
             if (is_backend_key(k)) continue;
+            if (!send_specs.empty() && (k == "send_spec" || k == "recv_spec")) continue;
             if (k == "name") {
                 h.name = text(node, k);
                 continue;

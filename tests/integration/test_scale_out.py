@@ -101,16 +101,19 @@ class OneBridgeTwoServers(unittest.TestCase):
             path = os.path.join(self.work.path, name)
             os.makedirs(path)
             self.servers.append(Mongrel2(path))
+        self.bridge = Process(self.argv(), os.path.join(self.work.path, "m2bridge.log"))
+        for m2 in self.servers:
+            wait_until(lambda: http_request(m2.port, "GET", "/status.php", timeout=2)[0] == 200,
+                       what="an answer through each server")
+
+    def argv(self):
         config = os.path.join(self.work.path, "m2bridge.toml")
         with open(config, "w") as f:
             for name, m2 in zip("ab", self.servers):
                 f.write('[[handler]]\nname = "%s"\nfastcgi = "%s"\ndocument_root = "%s"\n'
                         'send_spec = "%s"\nrecv_spec = "%s"\n' % (name, self.fpm.address, self.root, m2.send_spec,
                                                                    m2.recv_spec))
-        self.bridge = Process([M2BRIDGE, "--config", config], os.path.join(self.work.path, "m2bridge.log"))
-        for m2 in self.servers:
-            wait_until(lambda: http_request(m2.port, "GET", "/status.php", timeout=2)[0] == 200,
-                       what="an answer through each server")
+        return [M2BRIDGE, "--config", config]
 
     def tearDown(self):
         try:
@@ -149,6 +152,16 @@ class OneBridgeTwoServers(unittest.TestCase):
         for m2 in self.servers:
             self.assertEqual(http_request(m2.port, "GET", "/status.php")[0], 200)
         self.assertNotIn("error", self.bridge.output())
+
+
+class OneBridgeTwoServersFromTheCommandLine(OneBridgeTwoServers):
+    """The same with --send-spec and --recv-spec given once per server: a handler each."""
+
+    def argv(self):
+        argv = [M2BRIDGE, "fastcgi", "--document-root", self.root]
+        for m2 in self.servers:
+            argv += ["--send-spec", m2.send_spec, "--recv-spec", m2.recv_spec]
+        return argv + [self.fpm.address]
 
 
 if __name__ == "__main__":

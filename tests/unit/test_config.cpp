@@ -153,6 +153,39 @@ TEST_CASE("config: the resolved text reads back as the same config") {
     CHECK(again.handlers[3].mode == Mode::Uwsgi);
 }
 
+TEST_CASE("config: one handler per Mongrel2 server, from repeated specs or arrays") {
+    ServiceConfig c = load_config_text(
+        "[[handler]]\nname = \"php\"\nfastcgi = \"unix:/run/php.sock\"\n"
+        "send_spec = [\"tcp://127.0.0.1:1\", \"tcp://127.0.0.1:3\"]\nrecv_spec = [\"tcp://127.0.0.1:2\", \"tcp://127.0.0.1:4\"]\n",
+        "m2b.toml");
+    REQUIRE(c.handlers.size() == 2);
+    CHECK(c.handlers[0].name == "php");
+    CHECK(c.handlers[0].send_spec == "tcp://127.0.0.1:1");
+    CHECK(c.handlers[1].name == "php-2");
+    CHECK(c.handlers[1].send_spec == "tcp://127.0.0.1:3");
+    CHECK(c.handlers[1].recv_spec == "tcp://127.0.0.1:4");
+    CHECK(c.handlers[1].backend == "unix:/run/php.sock");
+    CHECK(load_config_text(to_toml(c), "again.toml").handlers.size() == 2);  // the resolved text reads back
+    CHECK(error_of("[[handler]]\nfastcgi = \"unix:/a\"\nsend_spec = [\"tcp://127.0.0.1:1\", \"tcp://127.0.0.1:3\"]\n"
+                   "recv_spec = \"tcp://127.0.0.1:2\"\n") ==
+          "m2b.toml:1: handler 1: send_spec and recv_spec: give one of each per Mongrel2 server (2 and 1)");
+
+    auto parse = [](std::vector<std::string> args) {
+        std::vector<char*> argv;
+        for (auto& a : args) argv.push_back(a.data());
+        return parse_command_line(static_cast<int>(argv.size()), argv.data()).config;
+    };
+    ServiceConfig cli = parse({"m2bridge", "scgi", "--send-spec", "tcp://127.0.0.1:5", "--recv-spec", "tcp://127.0.0.1:6",
+                               "--send-spec", "tcp://127.0.0.1:7", "--recv-spec", "tcp://127.0.0.1:8", "unix:/run/app.sock"});
+    REQUIRE(cli.handlers.size() == 2);
+    CHECK(cli.handlers[0].name == "handler-1");
+    CHECK(cli.handlers[1].name == "handler-2");
+    CHECK(cli.handlers[1].send_spec == "tcp://127.0.0.1:7");
+    CHECK(cli.handlers[1].recv_spec == "tcp://127.0.0.1:8");
+    CHECK(cli.handlers[1].backend == "unix:/run/app.sock");
+    CHECK(cli.handlers[1].mode == Mode::Scgi);
+}
+
 TEST_CASE("config: scgi and uwsgi are subcommands taking one ADDRESS") {
     auto parse = [](std::vector<std::string> args) {
         std::vector<char*> argv;
