@@ -9,6 +9,7 @@
 #include "adapters/fastcgi/record.h"
 #include "adapters/request_body.h"
 #include "base/life_token.h"
+#include "base/unique_fd.h"
 #include "adapters/silence_timer.h"
 
 namespace m2b {
@@ -105,7 +106,7 @@ private:
             fail_later(kind, std::string("connect to ") + gateway_.options().address + ": " + strerror(error));
             return;
         }
-        fd_ = fd;
+        fd_.reset(fd);
         reused_ = reused;
         watched_ = false;
         stage_ = !reused && error == EINPROGRESS ? Stage::Connecting : Stage::Exchanging;
@@ -125,11 +126,11 @@ private:
         // A Unix socket is usually connected at once: write the request now,
         // so the watch starts with the events it needs (fewer epoll_ctl calls).
         if (stage_ == Stage::Exchanging) flush();
-        if (stage_ == Stage::Done || fd_ != fd) return;  // failed, or retried on a fresh connection
+        if (stage_ == Stage::Done || fd_.get() != fd) return;  // failed, or retried on a fresh connection
         // A kept connection is still in epoll from its last request: only the callback changes.
-        bool ok = reused ? loop_.rebind(fd_, [this](uint32_t events) { on_events(events); }) &&
-                               loop_.set_events(fd_, wanted_events())
-                         : loop_.watch(fd_, wanted_events(), [this](uint32_t events) { on_events(events); });
+        bool ok = reused ? loop_.rebind(fd, [this](uint32_t events) { on_events(events); }) &&
+                               loop_.set_events(fd, wanted_events())
+                         : loop_.watch(fd, wanted_events(), [this](uint32_t events) { on_events(events); });
         watched_ = true;
         if (!ok) {
             int e = errno;
@@ -167,7 +168,7 @@ private:
 
     // Reported on the next turn: this may run inside a sink callback (set_paused).
     void update_events() {
-        if (fd_ >= 0 && watched_ && !loop_.set_events(fd_, wanted_events()))
+        if (fd_ && watched_ && !loop_.set_events(fd_.get(), wanted_events()))
             fail_later(BackendFailure::Unavailable, std::string("cannot watch descriptor: ") + strerror(errno));
     }
 
@@ -176,7 +177,7 @@ private:
         if (stage_ == Stage::Connecting) {
             int err = 0;
             socklen_t len = sizeof err;
-            getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len);
+            getsockopt(fd_.get(), SOL_SOCKET, SO_ERROR, &err, &len);
             if (err != 0) {
                 fail(BackendFailure::Refused, std::string("connect to ") + gateway_.options().address + ": " + strerror(err));
                 return;
@@ -202,11 +203,11 @@ private:
                 } else {
                     // All but that record is out. Taken already? Then the backend is on this
                     // connection, and nothing is left to check (see pool.h).
-                    backend_took_all_ = KeptConnections::unread_bytes(fd_) == 0;
+                    backend_took_all_ = KeptConnections::unread_bytes(fd_.get()) == 0;
                     hold_back_ = 0;
                 }
             }
-            ssize_t n = ::send(fd_, out_.data() + out_pos_, end - out_pos_, MSG_NOSIGNAL);
+            ssize_t n = ::send(fd_.get(), out_.data() + out_pos_, end - out_pos_, MSG_NOSIGNAL);
             if (n < 0) {
                 if (errno == EAGAIN || errno == EINTR) return;
                 if (reused_ && !got_bytes_ && may_retry_) {
@@ -227,14 +228,14 @@ private:
                 refill_body();
                 if (stage_ == Stage::Done) return;
                 if (body_done_ && out_.empty() && !reused_ && !got_bytes_ && !backend_took_all_)
-                    if (auto* pool = gateway_.kept()) pool->written(*this, fd_);  // is it read?
+                    if (auto* pool = gateway_.kept()) pool->written(*this, fd_.get());  // is it read?
             }
         }
     }
 
     void read_output() {
         for (int i = 0; i < kReadsPerWakeup && stage_ != Stage::Done; ++i) {
-            ssize_t n = ::recv(fd_, reader_.prepare(kReadChunk), kReadChunk, 0);
+            ssize_t n = ::recv(fd_.get(), reader_.prepare(kReadChunk), kReadChunk, 0);
             if (n < 0) {
                 if (errno == EAGAIN || errno == EINTR) return;
                 end_of_stream(strerror(errno));
@@ -317,8 +318,7 @@ private:
         silence_.stop();
         bool clean = reader_.buffered() == 0 && body_done_ && out_pos_ == out_.size() && !write_failed_;
         if (auto* pool = gateway_.kept(); pool && clean) {
-            pool->release(fd_);  // the pool takes over its watch
-            fd_ = -1;
+            pool->release(fd_.release());  // the pool takes over the descriptor and its watch
             watched_ = false;
         } else {
             close_connection();  // promptly: php-fpm and libfcgi wait for our close
@@ -334,15 +334,14 @@ private:
     }
 
     void close_connection() {
-        if (fd_ < 0) return;
+        if (!fd_) return;
         if (auto* pool = gateway_.kept()) {
-            pool->discard(fd_);  // unwatches and closes
+            pool->discard(fd_.release());  // unwatches and closes
         } else {
-            if (watched_) loop_.unwatch(fd_);
-            ::close(fd_);
+            if (watched_) loop_.unwatch(fd_.get());
+            fd_.reset();
         }
         watched_ = false;
-        fd_ = -1;
     }
 
     void fail(BackendFailure kind, const std::string& why) {
@@ -368,7 +367,7 @@ private:
     SilenceTimer silence_;
 
     Stage stage_ = Stage::Waiting;
-    int fd_ = -1;
+    UniqueFd fd_;  // the connection while this exchange has it
     bool watched_ = false;
     bool reused_ = false;
     bool may_retry_ = false;  // GET, HEAD, OPTIONS, TRACE
