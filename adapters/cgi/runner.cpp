@@ -6,6 +6,7 @@
 
 #include "adapters/silence_timer.h"
 #include "base/log.h"
+#include "base/unique_fd.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -221,14 +222,14 @@ public:
             fail_later(BackendFailure::Overloaded, std::string("pipe: ") + strerror(e));
             return;
         }
-        stdin_ = in.ours;
-        stdout_ = out.ours;
-        stderr_ = err.ours;
+        stdin_.reset(in.ours);  // ours from here on
+        stdout_.reset(out.ours);
+        stderr_.reset(err.ours);
         // Watched before the spawn: if epoll refuses (no memory, max_user_watches),
         // no process has started and this one request fails.
-        if (!loop_.watch(stdout_, EPOLLIN, [this](uint32_t) { read_stdout(); }) ||
-            !loop_.watch(stderr_, EPOLLIN, [this](uint32_t) { read_stderr(); }) ||
-            !loop_.watch(stdin_, EPOLLOUT, [this](uint32_t) { write_body(); })) {
+        if (!loop_.watch(stdout_.get(), EPOLLIN, [this](uint32_t) { read_stdout(); }) ||
+            !loop_.watch(stderr_.get(), EPOLLIN, [this](uint32_t) { read_stderr(); }) ||
+            !loop_.watch(stdin_.get(), EPOLLOUT, [this](uint32_t) { write_body(); })) {
             int e = errno;
             close_theirs();
             close_all();
@@ -271,7 +272,7 @@ public:
         if (paused_ == paused || done_) return;
         paused_ = paused;
         silence_.set_paused(paused);
-        if (stdout_ >= 0 && !loop_.set_events(stdout_, paused ? 0u : static_cast<uint32_t>(EPOLLIN))) {
+        if (stdout_ && !loop_.set_events(stdout_.get(), paused ? 0u : static_cast<uint32_t>(EPOLLIN))) {
             fail_later(BackendFailure::Overloaded, std::string("cannot watch descriptor: ") + strerror(errno));
             return;
         }
@@ -287,7 +288,7 @@ public:
 
 private:
     void write_body() {
-        if (done_ || stdin_ < 0) return;
+        if (done_ || !stdin_) return;
         for (;;) {
             std::string_view bytes = body_reader_.pending();
             if (bytes.empty()) {
@@ -296,16 +297,16 @@ private:
                     return;
                 }
                 // Exactly CONTENT_LENGTH bytes, then EOF.
-                loop_.unwatch(stdin_);
-                close_fd(stdin_);
+                loop_.unwatch(stdin_.get());
+                stdin_.reset();
                 return;
             }
-            ssize_t n = ::write(stdin_, bytes.data(), bytes.size());
+            ssize_t n = ::write(stdin_.get(), bytes.data(), bytes.size());
             if (n < 0) {
                 if (errno == EAGAIN || errno == EINTR) return;
                 // The script stopped reading (EPIPE): keep reading what it prints.
-                loop_.unwatch(stdin_);
-                close_fd(stdin_);
+                loop_.unwatch(stdin_.get());
+                stdin_.reset();
                 return;
             }
             body_reader_.consume(static_cast<size_t>(n));
@@ -318,13 +319,13 @@ private:
     void read_stdout() {
         char buf[kReadChunk];
         for (int i = 0; i < kReadsPerWakeup; ++i) {
-            if (done_ || paused_ || stdout_ < 0) return;
+            if (done_ || paused_ || !stdout_) return;
             if (exited_ && stdout_left_ == 0) {
                 end_after_exit();
                 return;
             }
             size_t want = exited_ ? std::min(sizeof buf, stdout_left_) : sizeof buf;
-            ssize_t n = ::read(stdout_, buf, want);
+            ssize_t n = ::read(stdout_.get(), buf, want);
             if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
             if (n <= 0) {
                 complete();  // end of response = EOF on stdout
@@ -335,18 +336,18 @@ private:
             sink_.on_stdout(std::string_view(buf, static_cast<size_t>(n)));
         }
         // The last read may have taken the last byte: end now, no wake-up may come.
-        if (!done_ && !paused_ && stdout_ >= 0 && exited_ && stdout_left_ == 0) end_after_exit();
+        if (!done_ && !paused_ && stdout_ && exited_ && stdout_left_ == 0) end_after_exit();
     }
 
     // Logged only: a script that talks to stderr is not making progress.
     void read_stderr() {
         char buf[kReadChunk];
-        for (int i = 0; i < kReadsPerWakeup && !done_ && stderr_ >= 0; ++i) {
-            ssize_t n = ::read(stderr_, buf, sizeof buf);
+        for (int i = 0; i < kReadsPerWakeup && !done_ && stderr_; ++i) {
+            ssize_t n = ::read(stderr_.get(), buf, sizeof buf);
             if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
             if (n <= 0) {
-                loop_.unwatch(stderr_);
-                close_fd(stderr_);
+                loop_.unwatch(stderr_.get());
+                stderr_.reset();
                 return;
             }
             sink_.on_stderr(std::string_view(buf, static_cast<size_t>(n)));
@@ -363,7 +364,7 @@ private:
         gateway_.forget(pid_);
         if (done_) return;
         int pending = 0;
-        if (stdout_ >= 0 && ioctl(stdout_, FIONREAD, &pending) != 0) pending = 0;
+        if (stdout_ && ioctl(stdout_.get(), FIONREAD, &pending) != 0) pending = 0;
         stdout_left_ = static_cast<size_t>(std::max(pending, 0));
         read_stderr();
         read_stdout();
@@ -373,7 +374,7 @@ private:
         // EOF: nobody else holds stdout. Otherwise a background process does;
         // its output is not the script's, and its group is killed.
         char probe;
-        if (::read(stdout_, &probe, 1) != 0) gateway_.kill_group(pid_, cgroup_);
+        if (::read(stdout_.get(), &probe, 1) != 0) gateway_.kill_group(pid_, cgroup_);
         complete();
     }
 
@@ -399,10 +400,10 @@ private:
     }
 
     void close_all() {
-        for (int* fd : {&stdin_, &stdout_, &stderr_}) {
-            if (*fd < 0) continue;
-            loop_.unwatch(*fd);
-            close_fd(*fd);
+        for (UniqueFd* fd : {&stdin_, &stdout_, &stderr_}) {
+            if (!*fd) continue;
+            loop_.unwatch(fd->get());
+            fd->reset();
         }
     }
 
@@ -419,7 +420,7 @@ private:
     bool exited_ = false;
     int exit_status_ = 0;
     size_t stdout_left_ = 0;  // after the exit: bytes still in the pipe
-    int stdin_ = -1, stdout_ = -1, stderr_ = -1;
+    UniqueFd stdin_, stdout_, stderr_;  // our ends of the script's pipes
     bool paused_ = false;
     bool done_ = false;
     RequestBodyReader body_reader_{body_, 256 * 1024};
