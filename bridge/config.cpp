@@ -9,6 +9,7 @@
 #include <optional>
 #include <set>
 #include <sstream>
+#include <tuple>
 #include <sys/stat.h>
 #include <toml++/toml.h>
 #include <unistd.h>
@@ -296,11 +297,12 @@ CommandLine parse_command_line(int argc, char** argv) {
     // --send-spec and --recv-spec may be given once per Mongrel2 server.
     std::vector<std::string> send_specs, recv_specs;
     for (auto& [mode, sub] : subcommands) {
-        for (auto [name, list] : {std::pair{"--send-spec", &send_specs}, std::pair{"--recv-spec", &recv_specs}}) {
+        for (auto [name, list, fallback] : {std::tuple{"--send-spec", &send_specs, &c.send_spec},
+                                            std::tuple{"--recv-spec", &recv_specs, &c.recv_spec}}) {
             CLI::Option* single = sub->get_option(name);
             std::string help = single->get_description() + " (once per Mongrel2 server)";
             sub->remove_option(single);
-            sub->add_option(name, *list, help)->allow_extra_args(false);
+            sub->add_option(name, *list, help)->allow_extra_args(false)->default_str(*fallback);
         }
     }
     auto parsed_mode = [&]() -> std::optional<Mode> {
