@@ -69,20 +69,7 @@ for ($i = 0; $i < $n; $i++) {
     usleep(3000);
 }
 PHP
-cat > "$RUN/www/upload.php" <<'PHP'
-<?php
-header('Content-Type: text/plain');
-$in = fopen('php://input', 'rb');
-$ctx = hash_init('md5');
-$len = 0;
-while (!feof($in)) {
-    $d = fread($in, 65536);
-    if ($d === false || $d === '') break;
-    $len += strlen($d);
-    hash_update($ctx, $d);
-}
-echo hash_final($ctx), ' ', $len, "\n";
-PHP
+cp bench/upload.php "$RUN/www/upload.php"
 
 start_php_fpm 4
 

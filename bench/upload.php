@@ -1,5 +1,5 @@
 <?php
-// The upload app of bench/membound.sh and bench/sizes.sh: md5 and length of the request body,
+// The upload app of bench/membound.sh, bench/sizes.sh and bench/soak.sh: md5 and length of the request body,
 // read in 64 KiB pieces (never all at once).
 header('Content-Type: text/plain');
 $in = fopen('php://input', 'rb');
