@@ -31,6 +31,8 @@ public:
     // The backend took the first `n` bytes of what pending() returned.
     void consume(size_t n);
     State state() const { return state_; }
+    uint64_t size() const { return body_->size(); }
+    bool from_file() const { return body_->file_fd >= 0; }
 
 private:
     const BodySource* body_;

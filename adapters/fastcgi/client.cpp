@@ -2,43 +2,31 @@
 
 #include <cerrno>
 #include <cstring>
-#include <sys/epoll.h>
 #include <unistd.h>
 
+#include "adapters/byte_pump.h"
 #include "adapters/fastcgi/pool.h"
 #include "adapters/fastcgi/record.h"
 #include "adapters/request_body.h"
 #include "base/life_token.h"
 #include "base/unique_fd.h"
-#include "adapters/silence_timer.h"
 
 namespace m2b {
 
 namespace {
 
-constexpr uint16_t kRequestId = 1;       // one request per connection: no multiplexing
+constexpr uint16_t kRequestId = 1;  // one request per connection: no multiplexing
 constexpr size_t kReadChunk = 64 * 1024;
-constexpr int kReadsPerWakeup = 4;       // fairness between connections
 constexpr size_t kBodyChunk = 4 * fcgi::kMaxContent;
 constexpr size_t kStdinEndSize = 8;  // the empty STDIN record: a header alone
 
-}  // namespace
-
-namespace {
-
-class FastcgiExchange final : public Exchange, private KeptConnections::Waiter {
+// The protocol on the byte pump (byte_pump.h): the request encoded as
+// BEGIN_REQUEST, PARAMS and STDIN records; the response decoded from records.
+class FastcgiExchange final : public Exchange, private KeptConnections::Waiter, private BytePump::Protocol {
 public:
     FastcgiExchange(FastcgiGateway& gateway, const CgiEnv& env, const BodySource& body, ExchangeSink& sink)
         : gateway_(gateway), loop_(gateway.loop()), env_(env), body_(body), sink_(sink),
-          silence_(loop_, gateway.options().timeout, [this] {
-              // A connect that never completed reached nothing: another backend may take the request.
-              if (stage_ == Stage::Connecting)
-                  fail(BackendFailure::ConnectTimeout, "connect to " + gateway_.options().address + " timed out after " +
-                                                    std::to_string(silence_.timeout().count()) + " ms");
-              else
-                  fail(BackendFailure::Timeout,
-                       "backend silent for " + std::to_string(silence_.timeout().count()) + " ms");
-          }) {
+          pump_(loop_, *this, gateway.options().timeout) {
         // A kept connection that fails before any reply byte may have run the
         // request already: sent again only when running it twice is harmless.
         for (const auto& [name, value] : env_)
@@ -52,52 +40,44 @@ public:
     }
 
     void begin() {
-        silence_.start();
+        pump_.start_timer();  // the wait for a kept connection counts
         params_ = fcgi::encode_params(kRequestId, env_);
         if (!params_) {
-            fail_later(BackendFailure::BadResponse, "a request parameter does not fit one FastCGI record");
-            return;
-        }
-        auto* pool = gateway_.kept();
-        if (!pool) {
+            fail(BackendFailure::BadResponse, "a request parameter does not fit one FastCGI record");
+        } else if (auto* pool = gateway_.kept()) {
+            bool reused = false;
+            int error = 0;
+            int fd = pool->acquire(*this, /*fresh_only=*/!may_retry_, reused, error);
+            if (fd >= 0 || error != 0) on_connection(fd, reused, error);  // else waiting: the pool calls on_connection
+        } else {
             int error = 0;
             int fd = gateway_.connect_new(error);
             on_connection(fd, false, error);
-            return;
         }
-        bool reused = false;
-        int error = 0;
-        int fd = pool->acquire(*this, /*fresh_only=*/!may_retry_, reused, error);
-        if (fd < 0 && error == 0) return;  // Waiting: the pool calls on_connection
-        on_connection(fd, reused, error);
+        starting_ = false;
     }
 
     void set_paused(bool paused) override {
-        if (paused_ == paused || stage_ == Stage::Done) return;
-        paused_ = paused;
-        silence_.set_paused(paused);
-        update_events();
+        if (running()) pump_.set_paused(paused);
     }
 
     void cancel() override {
         stage_ = Stage::Done;
-        silence_.stop();
-        if (auto* pool = gateway_.kept()) pool->forget(*this);
-        close_connection();
+        end_exchange();
     }
 
 private:
     enum class Stage {
         Waiting,     // for a kept connection to come free
-        Connecting,  // connect() in progress
-        Exchanging,  // writing the request, reading the response
+        Exchanging,  // the pump runs on a connection
+        Reporting,   // failed; the sink hears of it on the next turn
         Done,        // ended: complete, failed or cancelled
     };
 
     // A connection, from the pool or just made: queue BEGIN, PARAMS and the
-    // body, and write what the socket takes.
+    // body for the pump.
     void on_connection(int fd, bool reused, int error) override {
-        if (stage_ == Stage::Done) {  // cannot happen: a cancelled exchange has left the queue
+        if (!running()) {  // cannot happen: a cancelled exchange has left the queue
             if (fd >= 0) gateway_.kept() ? gateway_.kept()->discard(fd) : (void)::close(fd);
             return;
         }
@@ -106,13 +86,12 @@ private:
             fail_later(kind, std::string("connect to ") + gateway_.options().address + ": " + strerror(error));
             return;
         }
-        fd_.reset(fd);
+        stage_ = Stage::Exchanging;
         reused_ = reused;
-        watched_ = false;
-        stage_ = !reused && error == EINPROGRESS ? Stage::Connecting : Stage::Exchanging;
         // On a fresh connection the pool checks that the backend takes the request (pool.h).
         auto* pool = gateway_.kept();
         hold_back_ = pool && pool->learning() && !reused ? kStdinEndSize : 0;
+        backend_took_all_ = false;
         out_.clear();
         out_pos_ = 0;
         body_reader_ = RequestBodyReader(body_, kBodyChunk);  // from the start, also on a retry
@@ -121,18 +100,16 @@ private:
         reader_ = fcgi::RecordReader();
         fcgi::append_begin_request(out_, kRequestId, pool != nullptr);
         out_ += *params_;
-        refill_body();
-        silence_.activity();
-        // A Unix socket is usually connected at once: write the request now,
-        // so the watch starts with the events it needs (fewer epoll_ctl calls).
-        if (stage_ == Stage::Exchanging) flush();
-        if (stage_ == Stage::Done || fd_.get() != fd) return;  // failed, or retried on a fresh connection
-        // A kept connection is still in epoll from its last request: only the callback changes.
-        bool ok = reused ? loop_.rebind(fd, [this](uint32_t events) { on_events(events); }) &&
-                               loop_.set_events(fd, wanted_events())
-                         : loop_.watch(fd, wanted_events(), [this](uint32_t events) { on_events(events); });
-        watched_ = true;
-        if (!ok) {
+        refill_body();  // a small request goes out in one write
+        if (stage_ != Stage::Exchanging) {
+            gateway_.kept() ? gateway_.kept()->discard(fd) : (void)::close(fd);
+            return;
+        }
+        pump_.progress();
+        auto connect = reused                  ? BytePump::Connect::Kept
+                       : error == EINPROGRESS ? BytePump::Connect::InProgress
+                                              : BytePump::Connect::Done;
+        if (!pump_.start_socket(UniqueFd(fd), connect)) {
             int e = errno;
             close_connection();
             fail_later(BackendFailure::Unavailable, std::string("cannot watch descriptor: ") + strerror(e));
@@ -141,12 +118,11 @@ private:
 
     // Appends the next piece of the body (STDIN records) to the output buffer.
     void refill_body() {
-        if (body_done_) return;
         std::string_view piece = body_reader_.pending();
         if (!piece.empty()) {
             fcgi::append_stdin(out_, kRequestId, piece);
             body_reader_.consume(piece.size());
-            if (body_.file_fd >= 0) return;  // a file: the next chunk once this one is out
+            if (body_reader_.from_file()) return;  // a file: the next chunk once this one is out
             piece = body_reader_.pending();  // inline: all of it went; now Done
         }
         if (body_reader_.state() == RequestBodyReader::State::ShortFile) {
@@ -158,102 +134,56 @@ private:
         body_done_ = true;
     }
 
-    uint32_t wanted_events() const {
-        if (stage_ == Stage::Connecting) return EPOLLOUT;
-        uint32_t events = 0;
-        if (!write_failed_ && out_pos_ < out_.size()) events |= EPOLLOUT;
-        if (!paused_) events |= EPOLLIN | EPOLLRDHUP;
-        return events;
-    }
-
-    // Reported on the next turn: this may run inside a sink callback (set_paused).
-    void update_events() {
-        if (fd_ && watched_ && !loop_.set_events(fd_.get(), wanted_events()))
-            fail_later(BackendFailure::Unavailable, std::string("cannot watch descriptor: ") + strerror(errno));
-    }
-
-    void on_events(uint32_t events) {
-        if (stage_ == Stage::Done) return;
-        if (stage_ == Stage::Connecting) {
-            int err = 0;
-            socklen_t len = sizeof err;
-            getsockopt(fd_.get(), SOL_SOCKET, SO_ERROR, &err, &len);
-            if (err != 0) {
-                fail(BackendFailure::Refused, std::string("connect to ") + gateway_.options().address + ": " + strerror(err));
-                return;
-            }
-            if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
-            stage_ = Stage::Exchanging;
-            silence_.activity();
+    std::string_view unsent() override {
+        if (out_pos_ == out_.size()) {
+            out_.clear();
+            out_pos_ = 0;
+            if (!body_done_) refill_body();
+            if (stage_ != Stage::Exchanging) return {};
         }
-        if (!write_failed_ && out_pos_ < out_.size()) {
-            flush();
-            if (stage_ == Stage::Done) return;
-        }
-        if (!paused_ && (events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP))) read_output();
-        if (stage_ != Stage::Done) update_events();
-    }
-
-    void flush() {
-        while (out_pos_ < out_.size()) {
-            size_t end = out_.size();
-            if (hold_back_ && body_done_) {
-                if (out_pos_ + hold_back_ < end) {
-                    end -= hold_back_;  // the rest first; the empty STDIN record in a write of its own
-                } else {
-                    // All but that record is out. Taken already? Then the backend is on this
-                    // connection, and nothing is left to check (see pool.h).
-                    backend_took_all_ = KeptConnections::unread_bytes(fd_.get()) == 0;
-                    hold_back_ = 0;
-                }
-            }
-            ssize_t n = ::send(fd_.get(), out_.data() + out_pos_, end - out_pos_, MSG_NOSIGNAL);
-            if (n < 0) {
-                if (errno == EAGAIN || errno == EINTR) return;
-                if (reused_ && !got_bytes_ && may_retry_) {
-                    retry_fresh();
-                    return;
-                }
-                // The app may have stopped reading after answering: keep reading its output.
-                write_failed_ = true;
-                out_.clear();
-                out_pos_ = 0;
-                return;
-            }
-            out_pos_ += static_cast<size_t>(n);
-            silence_.activity();  // the backend took request bytes
-            if (out_pos_ == out_.size()) {
-                out_.clear();
-                out_pos_ = 0;
-                refill_body();
-                if (stage_ == Stage::Done) return;
-                if (body_done_ && out_.empty() && !reused_ && !got_bytes_ && !backend_took_all_)
-                    if (auto* pool = gateway_.kept()) pool->written(*this, fd_.get());  // is it read?
+        size_t end = out_.size();
+        if (hold_back_ && body_done_) {
+            if (out_pos_ + hold_back_ < end) {
+                end -= hold_back_;  // the rest first; the empty STDIN record in a write of its own
+            } else {
+                // All but that record is out. Taken already? Then the backend is on this
+                // connection, and nothing is left to check (see pool.h).
+                backend_took_all_ = KeptConnections::unread_bytes(pump_.socket()) == 0;
+                hold_back_ = 0;
             }
         }
+        return std::string_view(out_).substr(out_pos_, end - out_pos_);
     }
 
-    void read_output() {
-        for (int i = 0; i < kReadsPerWakeup && stage_ != Stage::Done; ++i) {
-            ssize_t n = ::recv(fd_.get(), reader_.prepare(kReadChunk), kReadChunk, 0);
-            if (n < 0) {
-                if (errno == EAGAIN || errno == EINTR) return;
-                end_of_stream(strerror(errno));
-                return;
-            }
-            if (n == 0) {
-                end_of_stream("connection closed");
-                return;
-            }
-            if (!got_bytes_)
-                if (auto* pool = gateway_.kept()) pool->read_by_backend(*this);
-            got_bytes_ = true;
-            reader_.commit(static_cast<size_t>(n));
-            dispatch_records();
+    void sent(size_t n) override {
+        out_pos_ += n;
+        if (body_done_ && out_pos_ == out_.size() && !reused_ && !got_bytes_ && !backend_took_all_)
+            if (auto* pool = gateway_.kept()) pool->written(*this, pump_.socket());  // is it read?
+    }
+
+    void send_failed(int /*error*/) override {
+        if (reused_ && !got_bytes_ && may_retry_) {
+            retry_fresh();
+            return;
         }
+        // The app may have stopped reading after answering: keep reading its output.
+        write_failed_ = true;
+        out_.clear();
+        out_pos_ = 0;
     }
 
-    void end_of_stream(const std::string& why) {
+    std::span<char> read_space() override { return {reader_.prepare(kReadChunk), kReadChunk}; }
+
+    void received(size_t n) override {
+        if (!got_bytes_)
+            if (auto* pool = gateway_.kept()) pool->read_by_backend(*this);
+        got_bytes_ = true;
+        reader_.commit(n);
+        dispatch_records();
+    }
+
+    void read_ended(int error) override {
+        std::string why = error ? strerror(error) : "connection closed";
         if (reused_ && !got_bytes_ && may_retry_) {
             retry_fresh();  // a kept connection the backend had closed meanwhile
             return;
@@ -262,6 +192,23 @@ private:
             fail(BackendFailure::Unavailable, "backend " + why + " before the response");
         else
             fail(BackendFailure::BadResponse, "backend " + why + " before END_REQUEST");
+    }
+
+    void connect_failed(int error) override {
+        fail(BackendFailure::Refused, std::string("connect to ") + gateway_.options().address + ": " + strerror(error));
+    }
+
+    void silent(bool connecting) override {
+        // A connect that never completed reached nothing: another backend may take the request.
+        if (connecting)
+            fail(BackendFailure::ConnectTimeout, "connect to " + gateway_.options().address + " timed out after " +
+                                                     std::to_string(pump_.timeout().count()) + " ms");
+        else
+            fail(BackendFailure::Timeout, "backend silent for " + std::to_string(pump_.timeout().count()) + " ms");
+    }
+
+    void watch_failed(int error) override {
+        fail_later(BackendFailure::Unavailable, std::string("cannot watch descriptor: ") + strerror(error));
     }
 
     void dispatch_records() {
@@ -282,7 +229,7 @@ private:
                 case fcgi::kStdout:
                     if (record.content.empty()) break;  // end of the STDOUT stream
                     got_stdout_ = true;
-                    silence_.activity();  // only response bytes count, not STDERR or management records
+                    pump_.progress();  // only response bytes count, not STDERR or management records
                     sink_.on_stdout(record.content);
                     break;
                 case fcgi::kStderr:
@@ -295,7 +242,7 @@ private:
                     fail(BackendFailure::BadResponse, "unexpected record type " + std::to_string(record.type));
                     return;
             }
-            if (stage_ == Stage::Done) return;  // the sink cancelled us
+            if (!running()) return;  // the sink cancelled us
         }
     }
 
@@ -315,14 +262,12 @@ private:
             return;
         }
         stage_ = Stage::Done;
-        silence_.stop();
         bool clean = reader_.buffered() == 0 && body_done_ && out_pos_ == out_.size() && !write_failed_;
-        if (auto* pool = gateway_.kept(); pool && clean) {
-            pool->release(fd_.release());  // the pool takes over the descriptor and its watch
-            watched_ = false;
-        } else {
+        if (auto* pool = gateway_.kept(); pool && clean)
+            pool->release(pump_.release_socket().release());  // the pool takes over the descriptor and its watch
+        else
             close_connection();  // promptly: php-fpm and libfcgi wait for our close
-        }
+        pump_.stop();
         sink_.on_complete();
     }
 
@@ -334,28 +279,43 @@ private:
     }
 
     void close_connection() {
-        if (!fd_) return;
         if (auto* pool = gateway_.kept()) {
-            pool->discard(fd_.release());  // unwatches and closes
+            UniqueFd socket = pump_.release_socket();
+            if (socket) pool->discard(socket.release());  // unwatches and closes
         } else {
-            if (watched_) loop_.unwatch(fd_.get());
-            fd_.reset();
+            pump_.close();
         }
-        watched_ = false;
+    }
+
+    bool running() const { return stage_ == Stage::Waiting || stage_ == Stage::Exchanging; }
+
+    void end_exchange() {
+        if (auto* pool = gateway_.kept()) pool->forget(*this);
+        close_connection();
+        pump_.stop();
     }
 
     void fail(BackendFailure kind, const std::string& why) {
-        if (stage_ == Stage::Done) return;
+        if (starting_) {  // inside Gateway::start: the caller does not hold the handle yet
+            fail_later(kind, why);
+            return;
+        }
+        if (!running()) return;
+        end_exchange();
         stage_ = Stage::Done;
-        silence_.stop();
-        if (auto* pool = gateway_.kept()) pool->forget(*this);
-        close_connection();
         sink_.on_failure(kind, why);
     }
 
-    // Reports a failure found while starting, once the caller holds the handle.
+    // Ends now, reports on the next turn: while starting, or inside a sink callback.
     void fail_later(BackendFailure kind, std::string why) {
-        loop_.post(life_.guard([this, kind, why = std::move(why)] { fail(kind, why); }));
+        if (!running()) return;
+        end_exchange();
+        stage_ = Stage::Reporting;
+        loop_.post(life_.guard([this, kind, why = std::move(why)] {
+            if (stage_ != Stage::Reporting) return;  // cancelled meanwhile
+            stage_ = Stage::Done;
+            sink_.on_failure(kind, why);
+        }));
     }
 
     FastcgiGateway& gateway_;
@@ -364,14 +324,11 @@ private:
     const BodySource& body_;
     ExchangeSink& sink_;
     LifeToken life_;
-    SilenceTimer silence_;
 
     Stage stage_ = Stage::Waiting;
-    UniqueFd fd_;  // the connection while this exchange has it
-    bool watched_ = false;
+    bool starting_ = true;
     bool reused_ = false;
     bool may_retry_ = false;  // GET, HEAD, OPTIONS, TRACE
-    bool paused_ = false;
     bool got_bytes_ = false;
     bool got_stdout_ = false;
     bool write_failed_ = false;
@@ -383,6 +340,7 @@ private:
     RequestBodyReader body_reader_{body_, kBodyChunk};
     bool body_done_ = false;
     fcgi::RecordReader reader_;
+    BytePump pump_;  // last: destroyed first, while what its callbacks use is alive
 };
 
 }  // namespace

@@ -1,8 +1,8 @@
-// The byte pump of the stream protocols (SCGI, uwsgi): one connection per
-// request; the protocol's head, then the body (inline, or the upload file a
-// chunk at a time as the backend takes it), while the response is read until
-// the backend closes. A protocol is only its head encoder: the response is a
-// CGI response or an HTTP one (status_line.h), the same for both.
+// The stream protocols (SCGI, uwsgi) on the byte pump (byte_pump.h): one
+// connection per request; the protocol's head, then the body (inline, or the
+// upload file a chunk at a time as the backend takes it), while the response
+// is read until the backend closes. A protocol is only its head encoder: the
+// response is a CGI response or an HTTP one (status_line.h), the same for both.
 #pragma once
 
 #include <chrono>
@@ -45,15 +45,11 @@ public:
     Loop& loop() { return loop_; }
     const StreamOptions& options() const { return options_; }
     const BackendAddress& address() const { return address_; }
-    // One read buffer for every exchange: what is read goes to the sink at once.
-    char* read_buffer() { return read_buffer_.get(); }
-    static constexpr size_t kReadBufferSize = 64 * 1024;
 
 private:
     Loop& loop_;
     StreamOptions options_;
     BackendAddress address_;
-    std::unique_ptr<char[]> read_buffer_;
 };
 
 }  // namespace m2b

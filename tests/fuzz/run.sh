@@ -21,7 +21,7 @@ CORE="base/loop.cpp base/log.cpp bridge/handler.cpp bridge/transaction.cpp bridg
   bridge/access_log.cpp bridge/file_body.cpp"
 # The config reader, for fuzz_config_file only.
 CONFIG="bridge/config.cpp bridge/config_options.cpp bridge/config_file.cpp bridge/modes.cpp adapters/backend_address.cpp
-  adapters/fastcgi/client.cpp adapters/fastcgi/pool.cpp adapters/stream/gateway.cpp adapters/cgi/runner.cpp adapters/cgi/cgroup.cpp
+  adapters/byte_pump.cpp adapters/fastcgi/client.cpp adapters/fastcgi/pool.cpp adapters/stream/gateway.cpp adapters/cgi/runner.cpp adapters/cgi/cgroup.cpp
   adapters/balancer.cpp"
 # toml++ as the product links it: Debian's compiled library, not the header-only
 # parser (whose debug assertions trip on input the library reports as an error).
