@@ -190,7 +190,9 @@ void BytePump::set_paused(bool paused) {
 }
 
 void BytePump::read_now() {
-    if (stage_ == Stage::Pumping && !paused_) read_response();
+    uint64_t session = session_;
+    read_diagnostics();  // first: the script's last words are logged before its response ends
+    if (same(session) && !paused_) read_response();
 }
 
 void BytePump::close() {

@@ -74,7 +74,7 @@ public:
     void progress() { silence_.activity(); }
     void set_paused(bool paused);
     bool paused() const { return paused_; }
-    // Runs the read loop now, outside an event (CGI after the script's exit).
+    // Reads both inputs now, outside an event (CGI after the script's exit).
     void read_now();
     // Stops all I/O and the timer, and closes every descriptor.
     void stop();

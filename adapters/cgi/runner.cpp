@@ -1,10 +1,9 @@
 #include "adapters/cgi/runner.h"
 
-#include "adapters/request_body.h"
+#include "adapters/byte_pump.h"
 #include "adapters/child_claims.h"
+#include "adapters/request_body.h"
 #include "base/exec_child.h"
-
-#include "adapters/silence_timer.h"
 #include "base/log.h"
 #include "base/unique_fd.h"
 
@@ -15,7 +14,6 @@
 #include <fcntl.h>
 #include <linux/sched.h>  // clone_args, CLONE_INTO_CGROUP
 #include <spawn.h>
-#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -25,9 +23,6 @@
 namespace m2b {
 
 namespace {
-
-constexpr size_t kReadChunk = 64 * 1024;
-constexpr int kReadsPerWakeup = 4;
 
 struct Pipe {
     int ours = -1;    // non-blocking, close-on-exec
@@ -186,16 +181,18 @@ int clone_into(const std::string& cgroup, const Launch& l, pid_t& pid) {
     return error;  // a child that failed is reaped with the others
 }
 
-class CgiExchange final : public Exchange {
+// A script on the byte pump (byte_pump.h): the body to its stdin, the
+// response from its stdout, its stderr to the log. What is CGI's own is the
+// process: its start, its exit, and the end of the response that the exit
+// marks.
+class CgiExchange final : public Exchange, private BytePump::Protocol {
 public:
     CgiExchange(CgiGateway& gateway, const CgiEnv& env, const BodySource& body, ExchangeSink& sink)
-        : gateway_(gateway), loop_(gateway.loop()), env_(env), body_(body), sink_(sink),
-          silence_(loop_, gateway.options().timeout, [this] {
-              fail(BackendFailure::Timeout, "script silent for " + std::to_string(silence_.timeout().count()) + " ms");
-          }) {}
+        : gateway_(gateway), loop_(gateway.loop()), env_(env), sink_(sink), body_reader_(body, 256 * 1024),
+          pump_(loop_, *this, gateway.options().timeout) {}
 
     ~CgiExchange() override {
-        close_all();
+        pump_.stop();
         if (pid_ > 0) {
             gateway_.forget(pid_);
             if (!exited_) gateway_.kill_group(pid_, cgroup_);
@@ -204,11 +201,35 @@ public:
     }
 
     void begin() {
+        start_script();
+        starting_ = false;
+    }
+
+    void set_paused(bool paused) override {
+        if (stage_ != Stage::Running || pump_.paused() == paused) return;
+        pump_.set_paused(paused);
+        // After the exit no wake-up may come (the pipe can be empty but held open).
+        if (!paused && exited_) loop_.post(life_.guard([this] { pump_.read_now(); }));
+    }
+
+    void cancel() override {
+        stage_ = Stage::Done;
+        pump_.stop();
+    }
+
+private:
+    enum class Stage {
+        Running,    // the pump runs (the script may have exited: its output is still read)
+        Reporting,  // failed; the sink hears of it on the next turn
+        Done,       // ended: complete, failed or cancelled
+    };
+
+    void start_script() {
         std::string script;
         for (const auto& [name, value] : env_)
             if (name == "SCRIPT_FILENAME") script = value;
         if (script.empty()) {
-            fail_later(BackendFailure::Unavailable, "no SCRIPT_FILENAME to run");
+            fail(BackendFailure::Unavailable, "no SCRIPT_FILENAME to run");
             return;
         }
         Pipe in, out, err;
@@ -219,21 +240,20 @@ public:
             int e = errno;
             close_theirs();
             for (Pipe* p : {&in, &out, &err}) close_fd(p->ours);
-            fail_later(BackendFailure::Overloaded, std::string("pipe: ") + strerror(e));
+            fail(BackendFailure::Overloaded, std::string("pipe: ") + strerror(e));
             return;
         }
-        stdin_.reset(in.ours);  // ours from here on
-        stdout_.reset(out.ours);
-        stderr_.reset(err.ours);
         // Watched before the spawn: if epoll refuses (no memory, max_user_watches),
-        // no process has started and this one request fails.
-        if (!loop_.watch(stdout_.get(), EPOLLIN, [this](uint32_t) { read_stdout(); }) ||
-            !loop_.watch(stderr_.get(), EPOLLIN, [this](uint32_t) { read_stderr(); }) ||
-            !loop_.watch(stdin_.get(), EPOLLOUT, [this](uint32_t) { write_body(); })) {
+        // no process has started and this one request fails. A bodiless
+        // request's stdin is closed here already.
+        if (!pump_.start_pipes(UniqueFd(in.ours), UniqueFd(out.ours), UniqueFd(err.ours))) {
             int e = errno;
             close_theirs();
-            close_all();
-            fail_later(BackendFailure::Overloaded, std::string("cannot watch descriptor: ") + strerror(e));
+            fail(BackendFailure::Overloaded, std::string("cannot watch descriptor: ") + strerror(e));
+            return;
+        }
+        if (stage_ != Stage::Running) {  // the body failed already (a short upload file)
+            close_theirs();
             return;
         }
         std::string dir = script.substr(0, script.rfind('/'));
@@ -258,172 +278,134 @@ public:
         int rc = cgroup_.empty() ? spawn(launch, pid) : clone_into(cgroup_, launch, pid);
         close_theirs();
         if (rc != 0) {
-            close_all();
             BackendFailure kind = rc == EAGAIN ? BackendFailure::Overloaded : BackendFailure::Unavailable;
-            fail_later(kind, "cannot run " + script + ": " + strerror(rc));
+            fail(kind, "cannot run " + script + ": " + strerror(rc));
             return;
         }
         pid_ = pid;
         gateway_.on_exit(pid_, life_.guard([this](int status) { on_child_exit(status); }));
-        silence_.start();
+        pump_.start_timer();
     }
 
-    void set_paused(bool paused) override {
-        if (paused_ == paused || done_) return;
-        paused_ = paused;
-        silence_.set_paused(paused);
-        if (stdout_ && !loop_.set_events(stdout_.get(), paused ? 0u : static_cast<uint32_t>(EPOLLIN))) {
-            fail_later(BackendFailure::Overloaded, std::string("cannot watch descriptor: ") + strerror(errno));
-            return;
-        }
-        // After the exit no wake-up may come (the pipe can be empty but held open).
-        if (!paused && exited_) loop_.post(life_.guard([this] { read_stdout(); }));
+    // The body, exactly CONTENT_LENGTH bytes; the pump then closes stdin (EOF).
+    std::string_view unsent() override {
+        std::string_view bytes = body_reader_.pending();
+        if (bytes.empty() && body_reader_.state() == RequestBodyReader::State::ShortFile)
+            fail(BackendFailure::Unavailable, "upload file shorter than its size");
+        return bytes;
     }
 
-    void cancel() override {
-        done_ = true;
-        silence_.stop();
-        close_all();
-    }
-
-private:
-    void write_body() {
-        if (done_ || !stdin_) return;
-        for (;;) {
-            std::string_view bytes = body_reader_.pending();
-            if (bytes.empty()) {
-                if (body_reader_.state() == RequestBodyReader::State::ShortFile) {
-                    fail(BackendFailure::Unavailable, "upload file shorter than its size");
-                    return;
-                }
-                // Exactly CONTENT_LENGTH bytes, then EOF.
-                loop_.unwatch(stdin_.get());
-                stdin_.reset();
-                return;
-            }
-            ssize_t n = ::write(stdin_.get(), bytes.data(), bytes.size());
-            if (n < 0) {
-                if (errno == EAGAIN || errno == EINTR) return;
-                // The script stopped reading (EPIPE): keep reading what it prints.
-                loop_.unwatch(stdin_.get());
-                stdin_.reset();
-                return;
-            }
-            body_reader_.consume(static_cast<size_t>(n));
-            silence_.activity();  // body bytes the script took
-        }
-    }
+    void sent(size_t n) override { body_reader_.consume(n); }
 
     // Response bytes. After the script's exit, only the `stdout_left_` bytes
     // that were in the pipe at that moment still belong to the response.
-    void read_stdout() {
-        char buf[kReadChunk];
-        for (int i = 0; i < kReadsPerWakeup; ++i) {
-            if (done_ || paused_ || !stdout_) return;
-            if (exited_ && stdout_left_ == 0) {
-                end_after_exit();
-                return;
-            }
-            size_t want = exited_ ? std::min(sizeof buf, stdout_left_) : sizeof buf;
-            ssize_t n = ::read(stdout_.get(), buf, want);
-            if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-            if (n <= 0) {
-                complete();  // end of response = EOF on stdout
-                return;
-            }
-            if (exited_) stdout_left_ -= static_cast<size_t>(n);
-            silence_.activity();  // only response bytes count as the script's progress
-            sink_.on_stdout(std::string_view(buf, static_cast<size_t>(n)));
+    std::span<char> read_space() override {
+        if (exited_ && stdout_left_ == 0) {
+            end_after_exit();
+            return {};
         }
-        // The last read may have taken the last byte: end now, no wake-up may come.
-        if (!done_ && !paused_ && stdout_ && exited_ && stdout_left_ == 0) end_after_exit();
+        std::span<char> space = BytePump::scratch();
+        return exited_ ? space.first(std::min(space.size(), stdout_left_)) : space;
     }
 
+    void received(size_t n) override {
+        if (exited_) stdout_left_ -= n;
+        pump_.progress();  // only response bytes count as the script's progress
+        sink_.on_stdout(std::string_view(BytePump::scratch().data(), n));
+        // That may have been the last byte: end now, no wake-up may come.
+        if (stage_ == Stage::Running && !pump_.paused() && exited_ && stdout_left_ == 0) end_after_exit();
+    }
+
+    void read_ended(int /*error*/) override { complete(); }  // end of response = EOF on stdout
+
     // Logged only: a script that talks to stderr is not making progress.
-    void read_stderr() {
-        char buf[kReadChunk];
-        for (int i = 0; i < kReadsPerWakeup && !done_ && stderr_; ++i) {
-            ssize_t n = ::read(stderr_.get(), buf, sizeof buf);
-            if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-            if (n <= 0) {
-                loop_.unwatch(stderr_.get());
-                stderr_.reset();
-                return;
-            }
-            sink_.on_stderr(std::string_view(buf, static_cast<size_t>(n)));
-        }
+    void diagnostics(std::string_view bytes) override { sink_.on_stderr(bytes); }
+
+    void connect_failed(int error) override {  // pipes do not connect
+        fail(BackendFailure::Unavailable, std::string("connect: ") + strerror(error));
+    }
+
+    void silent(bool /*connecting*/) override {
+        fail(BackendFailure::Timeout, "script silent for " + std::to_string(pump_.timeout().count()) + " ms");
+    }
+
+    void watch_failed(int error) override {
+        fail_later(BackendFailure::Overloaded, std::string("cannot watch descriptor: ") + strerror(error));
     }
 
     // The script has exited: what it wrote is what is in the pipe now. That
-    // much more is read through read_stdout (bounded per wake-up, paused
-    // like any output); then the response ends, even if a background child
-    // still holds stdout open and keeps writing.
+    // much more is read (bounded per wake-up, paused like any output); then
+    // the response ends, even if a background child still holds stdout open
+    // and keeps writing.
     void on_child_exit(int status) {
         exited_ = true;
         exit_status_ = status;
         gateway_.forget(pid_);
-        if (done_) return;
+        if (stage_ != Stage::Running) return;
         int pending = 0;
-        if (stdout_ && ioctl(stdout_.get(), FIONREAD, &pending) != 0) pending = 0;
+        if (ioctl(pump_.response_fd(), FIONREAD, &pending) != 0) pending = 0;
         stdout_left_ = static_cast<size_t>(std::max(pending, 0));
-        read_stderr();
-        read_stdout();
+        pump_.read_now();
     }
 
     void end_after_exit() {
         // EOF: nobody else holds stdout. Otherwise a background process does;
         // its output is not the script's, and its group is killed.
         char probe;
-        if (::read(stdout_.get(), &probe, 1) != 0) gateway_.kill_group(pid_, cgroup_);
+        if (::read(pump_.response_fd(), &probe, 1) != 0) gateway_.kill_group(pid_, cgroup_);
         complete();
     }
 
     void complete() {
-        if (done_) return;
-        done_ = true;
-        silence_.stop();
-        close_all();
+        if (stage_ != Stage::Running) return;
+        stage_ = Stage::Done;
+        pump_.stop();
         sink_.on_complete();
     }
 
     void fail(BackendFailure kind, const std::string& why) {
-        if (done_) return;
-        done_ = true;
-        silence_.stop();
-        close_all();
-        if (pid_ > 0 && !exited_) gateway_.kill_group(pid_, cgroup_);
+        if (starting_) {  // inside Gateway::start: the caller does not hold the handle yet
+            fail_later(kind, why);
+            return;
+        }
+        if (stage_ != Stage::Running) return;
+        stage_ = Stage::Done;
+        stop_script();
         sink_.on_failure(kind, why);
     }
 
+    // Ends now, reports on the next turn: while starting, or inside a sink callback.
     void fail_later(BackendFailure kind, std::string why) {
-        loop_.post(life_.guard([this, kind, why] { fail(kind, why); }));
+        if (stage_ != Stage::Running) return;
+        stage_ = Stage::Reporting;
+        stop_script();
+        loop_.post(life_.guard([this, kind, why = std::move(why)] {
+            if (stage_ != Stage::Reporting) return;  // cancelled meanwhile
+            stage_ = Stage::Done;
+            sink_.on_failure(kind, why);
+        }));
     }
 
-    void close_all() {
-        for (UniqueFd* fd : {&stdin_, &stdout_, &stderr_}) {
-            if (!*fd) continue;
-            loop_.unwatch(fd->get());
-            fd->reset();
-        }
+    void stop_script() {
+        pump_.stop();
+        if (pid_ > 0 && !exited_) gateway_.kill_group(pid_, cgroup_);
     }
 
     CgiGateway& gateway_;
     Loop& loop_;
     const CgiEnv& env_;
-    const BodySource& body_;
     ExchangeSink& sink_;
     LifeToken life_;
-    SilenceTimer silence_;
 
+    Stage stage_ = Stage::Running;
+    bool starting_ = true;
     pid_t pid_ = -1;
     std::string cgroup_;  // "" when scripts are not confined to cgroups
     bool exited_ = false;
     int exit_status_ = 0;
     size_t stdout_left_ = 0;  // after the exit: bytes still in the pipe
-    UniqueFd stdin_, stdout_, stderr_;  // our ends of the script's pipes
-    bool paused_ = false;
-    bool done_ = false;
-    RequestBodyReader body_reader_{body_, 256 * 1024};
+    RequestBodyReader body_reader_;
+    BytePump pump_;  // last: destroyed first, while what its callbacks use is alive
 };
 
 }  // namespace
