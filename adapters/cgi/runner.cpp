@@ -34,7 +34,8 @@ bool make_pipe(Pipe& p, bool we_write) {
     if (pipe2(fds, O_CLOEXEC) != 0) return false;
     p.ours = we_write ? fds[1] : fds[0];
     p.theirs = we_write ? fds[0] : fds[1];
-    fcntl(p.ours, F_SETFL, fcntl(p.ours, F_GETFL) | O_NONBLOCK);
+    // A new pipe has no other status flags: one F_SETFL, no F_GETFL (a system call per pipe less).
+    fcntl(p.ours, F_SETFL, O_NONBLOCK);
     return true;
 }
 
