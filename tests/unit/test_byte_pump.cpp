@@ -72,6 +72,14 @@ std::string drain(int fd) {
     }
 }
 
+// A pump on a loop, with the recording protocol.
+struct Bench {
+    Loop loop;
+    Recorder protocol;
+    BytePump pump;
+    explicit Bench(std::chrono::milliseconds timeout = 10s) : pump(loop, protocol, timeout) { protocol.pump = &pump; }
+};
+
 void turns(Loop& loop, int n) {
     for (int i = 0; i < n; ++i) loop.run_once(0);
 }
@@ -79,10 +87,8 @@ void turns(Loop& loop, int n) {
 }  // namespace
 
 TEST_CASE("byte pump: a request larger than the socket buffer goes out as the peer reads, then the response") {
-    Loop loop;
-    Recorder protocol;
-    BytePump pump(loop, protocol, 10s);
-    protocol.pump = &pump;
+    Bench bench;
+    auto& [loop, protocol, pump] = bench;
     for (int i = 0; protocol.request.size() < (1u << 20); ++i) protocol.request += std::to_string(i) + ",";
     Pair pair;
     REQUIRE(pump.start_socket(std::move(pair.ours), BytePump::Connect::Done));
@@ -102,10 +108,8 @@ TEST_CASE("byte pump: a request larger than the socket buffer goes out as the pe
 }
 
 TEST_CASE("byte pump: paused reads nothing, even from a peer that closed; resumed reads it all") {
-    Loop loop;
-    Recorder protocol;
-    BytePump pump(loop, protocol, 10s);
-    protocol.pump = &pump;
+    Bench bench;
+    auto& [loop, protocol, pump] = bench;
     Pair pair;
     REQUIRE(pump.start_socket(std::move(pair.ours), BytePump::Connect::Done));
     pump.set_paused(true);
@@ -121,10 +125,8 @@ TEST_CASE("byte pump: paused reads nothing, even from a peer that closed; resume
 }
 
 TEST_CASE("byte pump: reads a few times per wake-up, so one backend cannot hold the loop") {
-    Loop loop;
-    Recorder protocol;
-    BytePump pump(loop, protocol, 10s);
-    protocol.pump = &pump;
+    Bench bench;
+    auto& [loop, protocol, pump] = bench;
     Pair pair;
     int size = 4 << 20;
     setsockopt(pair.theirs.get(), SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
@@ -143,10 +145,8 @@ TEST_CASE("byte pump: reads a few times per wake-up, so one backend cannot hold 
 }
 
 TEST_CASE("byte pump: a peer that stops taking the request: send_failed, and the response is still read") {
-    Loop loop;
-    Recorder protocol;
-    BytePump pump(loop, protocol, 10s);
-    protocol.pump = &pump;
+    Bench bench;
+    auto& [loop, protocol, pump] = bench;
     protocol.request = std::string(4 << 20, 'b');
     Pair pair;
     REQUIRE(pump.start_socket(std::move(pair.ours), BytePump::Connect::Done));
@@ -161,10 +161,8 @@ TEST_CASE("byte pump: a peer that stops taking the request: send_failed, and the
 }
 
 TEST_CASE("byte pump: a protocol that starts again on a new connection inside a callback") {
-    Loop loop;
-    Recorder protocol;
-    BytePump pump(loop, protocol, 10s);
-    protocol.pump = &pump;
+    Bench bench;
+    auto& [loop, protocol, pump] = bench;
     protocol.request = "again";
     Pair first, second;
     int second_far = second.theirs.get();
@@ -185,10 +183,8 @@ TEST_CASE("byte pump: a protocol that starts again on a new connection inside a 
 }
 
 TEST_CASE("byte pump: pipes: the request pipe closes after the body; stderr is read but is not progress") {
-    Loop loop;
-    Recorder protocol;
-    BytePump pump(loop, protocol, 100ms);
-    protocol.pump = &pump;
+    Bench bench(100ms);
+    auto& [loop, protocol, pump] = bench;
     protocol.request = "the body";
     int in[2], out[2], err[2];
     REQUIRE(pipe2(in, O_CLOEXEC | O_NONBLOCK) == 0);
