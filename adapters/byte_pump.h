@@ -88,7 +88,9 @@ public:
     int response_fd() const { return duplex_ ? request_fd_.get() : response_fd_.get(); }
     std::chrono::milliseconds timeout() const { return silence_.timeout(); }
 
-    // A read buffer for protocols that hand what they read on at once.
+    // A read buffer for protocols that hand what they read on at once: one
+    // for the process, so a sink copies what it keeps, and nothing reads
+    // through a pump (read_now) from inside another's sink callback.
     static std::span<char> scratch();
 
 private:

@@ -263,8 +263,9 @@ private:
         }
         stage_ = Stage::Done;
         bool clean = reader_.buffered() == 0 && body_done_ && out_pos_ == out_.size() && !write_failed_;
-        if (auto* pool = gateway_.kept(); pool && clean)
-            pool->release(pump_.release_socket().release());  // the pool takes over the descriptor and its watch
+        UniqueFd socket;
+        if (auto* pool = gateway_.kept(); pool && clean && (socket = pump_.release_socket()))
+            pool->release(socket.release());  // the pool takes over the descriptor and its watch
         else
             close_connection();  // promptly: php-fpm and libfcgi wait for our close
         pump_.stop();

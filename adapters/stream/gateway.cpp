@@ -28,24 +28,7 @@ public:
 
     // Failures found here are reported on the next turn, once the caller holds the handle.
     void begin() {
-        pump_.start_timer();
-        std::string error;
-        auto head = gateway_.options().protocol->encode_head(env_, body_reader_.size(), error);
-        if (!head) {
-            fail(BackendFailure::BadResponse, error);
-            return;
-        }
-        head_ = std::move(*head);
-        int connect_error = 0;
-        UniqueFd socket(gateway_.address().connect(connect_error));
-        if (!socket) {
-            fail(connect_error == EAGAIN ? BackendFailure::Overloaded : BackendFailure::Refused,
-                 "connect to " + gateway_.address().text() + ": " + strerror(connect_error));
-            return;
-        }
-        auto connect = connect_error == EINPROGRESS ? BytePump::Connect::InProgress : BytePump::Connect::Done;
-        if (!pump_.start_socket(std::move(socket), connect))
-            fail(BackendFailure::Unavailable, std::string("cannot watch descriptor: ") + strerror(errno));
+        open_connection();
         starting_ = false;
     }
 
@@ -64,6 +47,27 @@ private:
         Reporting,   // failed; the sink hears of it on the next turn
         Done,        // ended: complete, failed or cancelled
     };
+
+    void open_connection() {
+        pump_.start_timer();
+        std::string error;
+        auto head = gateway_.options().protocol->encode_head(env_, body_reader_.size(), error);
+        if (!head) {
+            fail(BackendFailure::BadResponse, error);
+            return;
+        }
+        head_ = std::move(*head);
+        int connect_error = 0;
+        UniqueFd socket(gateway_.address().connect(connect_error));
+        if (!socket) {
+            fail(connect_error == EAGAIN ? BackendFailure::Overloaded : BackendFailure::Refused,
+                 "connect to " + gateway_.address().text() + ": " + strerror(connect_error));
+            return;
+        }
+        auto progress = connect_error == EINPROGRESS ? BytePump::Connect::InProgress : BytePump::Connect::Done;
+        if (!pump_.start_socket(std::move(socket), progress))
+            fail(BackendFailure::Unavailable, std::string("cannot watch descriptor: ") + strerror(errno));
+    }
 
     // The protocol's head, then the body.
     std::string_view unsent() override {
