@@ -182,6 +182,15 @@ int clone_into(const std::string& cgroup, const Launch& l, pid_t& pid) {
     return error;  // a child that failed is reaped with the others
 }
 
+// A script that has exited, its SIGCHLD not handled yet: the usual case when
+// its response ends with the EOF of its exit. Nothing to kill then, and its
+// cgroup stays reusable (a kill keeps it from reuse: a new one is made, which
+// costs the kernel milliseconds).
+bool exited_unreaped(pid_t pid) {
+    siginfo_t info{};
+    return waitid(P_PID, pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid;
+}
+
 // A script on the byte pump (byte_pump.h): the body to its stdin, the
 // response from its stdout, its stderr to the log. What is CGI's own is the
 // process: its start, its exit, and the end of the response that the exit
@@ -196,7 +205,9 @@ public:
         pump_.stop();
         if (pid_ > 0) {
             gateway_.forget(pid_);
-            if (!exited_) gateway_.kill_group(pid_, cgroup_);
+            // Ended at the EOF of its stdout and exited: as after an exit seen first (end_after_exit).
+            bool ended_by_exit = stdout_closed_ && exited_unreaped(pid_);
+            if (!exited_ && !ended_by_exit) gateway_.kill_group(pid_, cgroup_);
         }
         gateway_.cgroups().release(cgroup_);
     }
@@ -317,7 +328,10 @@ private:
         if (stage_ == Stage::Running && !pump_.paused() && exited_ && stdout_left_ == 0) end_after_exit();
     }
 
-    void read_ended(int /*error*/) override { complete(); }  // end of response = EOF on stdout
+    void read_ended(int error) override {  // end of response = EOF on stdout
+        stdout_closed_ = error == 0;
+        complete();
+    }
 
     // Logged only: a script that talks to stderr is not making progress.
     void diagnostics(std::string_view bytes) override { sink_.on_stderr(bytes); }
@@ -405,6 +419,7 @@ private:
     bool exited_ = false;
     int exit_status_ = 0;
     size_t stdout_left_ = 0;  // after the exit: bytes still in the pipe
+    bool stdout_closed_ = false;  // the response ended at EOF: nothing holds stdout any more
     RequestBodyReader body_reader_;
     BytePump pump_;  // last: destroyed first, while what its callbacks use is alive
 };
