@@ -215,8 +215,11 @@ void BytePump::stop() {
 }
 
 UniqueFd BytePump::release_socket() {
-    UniqueFd socket = duplex_ ? std::move(request_fd_) : UniqueFd();
-    request_watched_ = false;  // the watch goes with it
+    UniqueFd socket;
+    if (duplex_) {
+        socket = std::move(request_fd_);
+        request_watched_ = false;  // the watch goes with it
+    }
     close();
     return socket;
 }

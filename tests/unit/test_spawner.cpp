@@ -251,6 +251,10 @@ TEST_CASE("spawn: N copies share one listening socket on fd 0, each in its own g
         return pids.size() == 3 && all_exec(pids, "sleep");
     }));
     auto pids = read_pids(scratch.file("pids"));
+    // The new name shows a moment before execve closes the close-on-exec descriptors: let it finish.
+    run_until(loop, [&] {
+        return std::all_of(pids.begin(), pids.end(), [](pid_t p) { return open_fds(p) == std::set<int>{0, 1, 2}; });
+    }, 1s);
     std::set<std::string> inodes;
     for (pid_t pid : pids) {
         CAPTURE(pid);
