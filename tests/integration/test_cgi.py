@@ -300,6 +300,19 @@ class CgiRunaways(unittest.TestCase):
             if writer:
                 kill_quietly(writer)
 
+    def test_script_that_closes_stdout_and_stays_is_stopped_with_its_request(self):
+        # The response ends at the EOF; a script still running then is killed, while one that
+        # has exited (the usual EOF) is left alone so its cgroup can be reused.
+        pidfile = os.path.join(self.work.path, "close-early.pid")
+        try:
+            status, _, body = http_request(self.m2.port, "GET", "/cgi/close-early.sh?" + pidfile, timeout=5)
+            self.assertEqual((status, body), (200, b"early\n"))
+            script = read_pid(pidfile)
+            wait_until(lambda: not process_alive(script), timeout=5, what="the script to be stopped")
+        finally:
+            if os.path.exists(pidfile):
+                kill_quietly(read_pid(pidfile))
+
     def test_stderr_alone_is_not_progress(self):
         status, _, _ = http_request(self.m2.port, "GET", "/cgi/stderr-drip.sh", timeout=8)
         self.assertEqual(status, 504)
