@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "bridge/config.h"
@@ -18,6 +19,13 @@ std::string error_of(const std::string& text) {
         return e.what();
     }
     return "";
+}
+
+// The config a command line gives, as main() would parse it.
+ServiceConfig parse_args(std::vector<std::string> args) {
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    return parse_command_line(static_cast<int>(argv.size()), argv.data()).config;
 }
 
 }  // namespace
@@ -69,11 +77,7 @@ TEST_CASE("config: backend connections are kept by default over unix sockets, no
     CHECK(keep("fastcgi = \"unix:/run/php.sock\"\nkeep_conn = false\n") == false);
     CHECK(keep("cgi = \"/bin/true\"\n") == std::nullopt);
 
-    auto keep_cli = [](std::vector<std::string> args) {
-        std::vector<char*> argv;
-        for (auto& a : args) argv.push_back(a.data());
-        return parse_command_line(static_cast<int>(argv.size()), argv.data()).config.handlers.at(0).keep_conn;
-    };
+    auto keep_cli = [](std::vector<std::string> args) { return parse_args(std::move(args)).handlers.at(0).keep_conn; };
     CHECK(keep_cli({"m2bridge", "fastcgi", "unix:/run/php.sock"}) == true);
     CHECK(keep_cli({"m2bridge", "fastcgi", "--no-keep-conn", "unix:/run/php.sock"}) == false);
     CHECK(keep_cli({"m2bridge", "fastcgi", "127.0.0.1:9000"}) == false);
@@ -170,12 +174,7 @@ TEST_CASE("config: one handler per Mongrel2 server, from repeated specs or array
                    "recv_spec = \"tcp://127.0.0.1:2\"\n") ==
           "m2b.toml:1: handler 1: send_spec and recv_spec: give one of each per Mongrel2 server (2 and 1)");
 
-    auto parse = [](std::vector<std::string> args) {
-        std::vector<char*> argv;
-        for (auto& a : args) argv.push_back(a.data());
-        return parse_command_line(static_cast<int>(argv.size()), argv.data()).config;
-    };
-    ServiceConfig cli = parse({"m2bridge", "scgi", "--send-spec", "tcp://127.0.0.1:5", "--recv-spec", "tcp://127.0.0.1:6",
+    ServiceConfig cli = parse_args({"m2bridge", "scgi", "--send-spec", "tcp://127.0.0.1:5", "--recv-spec", "tcp://127.0.0.1:6",
                                "--send-spec", "tcp://127.0.0.1:7", "--recv-spec", "tcp://127.0.0.1:8", "unix:/run/app.sock"});
     REQUIRE(cli.handlers.size() == 2);
     CHECK(cli.handlers[0].name == "handler-1");
@@ -187,11 +186,7 @@ TEST_CASE("config: one handler per Mongrel2 server, from repeated specs or array
 }
 
 TEST_CASE("config: scgi and uwsgi are subcommands taking one ADDRESS") {
-    auto parse = [](std::vector<std::string> args) {
-        std::vector<char*> argv;
-        for (auto& a : args) argv.push_back(a.data());
-        return parse_command_line(static_cast<int>(argv.size()), argv.data()).config.handlers.at(0);
-    };
+    auto parse = [](std::vector<std::string> args) { return parse_args(std::move(args)).handlers.at(0); };
     HandlerConfig s = parse({"m2bridge", "scgi", "--max-requests", "5", "unix:/run/app.sock"});
     CHECK(s.mode == Mode::Scgi);
     CHECK(s.backend == "unix:/run/app.sock");
