@@ -13,6 +13,7 @@ ninja -C build-bench >/dev/null
 
 RUN=$(mktemp -d /tmp/m2b-bench-XXXXXX)
 chmod 755 "$RUN"
+FIGURES="$RUN/figures.tsv"; SUMMARY="$RUN/summary.txt"
 mkdir -p "$RUN/run" "$RUN/logs" "$RUN/tmp" "$RUN/cgi"
 cc -O2 -o "$RUN/cgi/hello" bench/cgi_hello.c
 cc -O2 -o "$RUN/spawn_loop" bench/spawn_loop.c
@@ -50,9 +51,12 @@ done
 echo "CGI processes at once: $PROCS, wrk: 2 threads, $CONNS connections, ${DURATION}s, $(nproc) cores"
 for prog in hello hello.sh; do
   echo "-- $prog"
+  LABEL_PREFIX="$prog: "
   measure "nginx -> fcgiwrap" "http://127.0.0.1:$NGINX_PORT/cgi/$prog" NGINX
   measure "mongrel2 -> m2bridge cgi" "http://127.0.0.1:$M2_PORT/cgi/$prog" M2B
   ceiling=$("$RUN/spawn_loop" "$RUN/cgi/$prog" "$DURATION" "$(nproc)")
   printf '%-36s %10s spawns/s (%s loops)\n' "bare spawn loop" "$ceiling" "$(nproc)"
-  /usr/bin/python3 -c "print('ratio m2bridge/fcgiwrap: %.2f   m2bridge/bare loop: %.2f' % ($RPS_M2B / $RPS_NGINX, $RPS_M2B / $ceiling))"
+  printf '%s\t0\t%s\t0\t0\t0\t0\t0\t0\t0\n' "${LABEL_PREFIX}bare spawn loop" "$ceiling" >> "$FIGURES"
+  /usr/bin/python3 -c "print('ratio m2bridge/fcgiwrap: %.2f   m2bridge/bare loop: %.2f' % ($RPS_M2B / $RPS_NGINX, $RPS_M2B / $ceiling))" | tee -a "$SUMMARY"
 done
+sh bench/report.sh cgi "$FIGURES" "$SUMMARY" "bench/cgi.sh $DURATION $CONNS"

@@ -17,6 +17,11 @@ snapshot() {
        "$(cpu null_handler)"
 }
 
+# wrk's latency ("357.00us", "2.30ms", "1.02s") in whole microseconds.
+to_us() {
+  echo "${1:-0}" | awk '{ v = $1 + 0; if ($1 ~ /ms$/) v *= 1000; else if ($1 ~ /[0-9]s$/) v *= 1000000; printf "%.0f", v }'
+}
+
 measure() {  # name url var
   wrk -t 1 -c 8 -d 2 "$2" > /dev/null 2>&1  # warm-up
   before=$(snapshot)
@@ -36,6 +41,9 @@ measure() {  # name url var
   cpu_us=$(echo "$@" | awk '{ n = $12; for (i = 0; i < 5; i++) us[i] = n ? ($(7 + i) - $(2 + i)) * 10000 / n : 0;
     printf "mongrel2 %.0f  m2bridge %.0f  backend %.0f  nginx %.0f  null-handler %.0f", us[0], us[1], us[2], us[3], us[4] }')
   echo "    cpu us per request: $cpu_us"
+  # One line per run for bench/report.sh: label, connections, req/s, p50 and p99 in µs, CPU µs per process.
+  [ -z "${FIGURES:-}" ] || printf '%s\t%s\t%s\t%s\t%s\t%s\n' "${LABEL_PREFIX:-}$(echo "$1" | sed 's/^ *//')" "$CONNS" \
+    "${rps:-0}" "$(to_us "$p50")" "$(to_us "$p99")" "$(echo "$cpu_us" | awk '{print $2 "\t" $4 "\t" $6 "\t" $8 "\t" $10}')" >> "$FIGURES"
   eval "RPS_$1=$rps"
   eval "P50_$1=$p50"
   eval "CPU_$1=\"$cpu_us\""

@@ -17,8 +17,9 @@ mkdir -p "$RUN/run" "$RUN/logs" "$RUN/tmp" "$RUN/www"
 cp bench/hello.php "$RUN/www/"
 echo "Hello, world" > "$RUN/www/hello.txt"
 . bench/lib.sh
+FIGURES="$RUN/figures.tsv"; SUMMARY="$RUN/summary.txt"
 M2_PORT=$(free_port); NGINX_PORT=$(free_port); SEND=$(free_port); RECV=$(free_port); SEND2=$(free_port); RECV2=$(free_port)
-SEND3=$(free_port); RECV3=$(free_port)
+SEND3=$(free_port); RECV3=$(free_port); SEND4=$(free_port); RECV4=$(free_port)
 # The floor: a handler that answers with nothing in between (bench/null_handler.c).
 cc -O2 -o "$RUN/null_handler" bench/null_handler.c -lzmq
 WORKERS=${FPM_WORKERS:-4}
@@ -37,8 +38,9 @@ start_nginx "    root $RUN/www;
     }"
 start_mongrel2 "$(handler h "$SEND" "$RECV")
 $(handler c "$SEND2" "$RECV2")
-$(handler n "$SEND3" "$RECV3")" \
-  "'/': h, '/c/': c, '/null/': n, '/static/': Dir(base='www/', index_file='hello.txt', default_ctype='text/plain')"
+$(handler n "$SEND3" "$RECV3")
+$(handler c2 "$SEND4" "$RECV4")" \
+  "'/': h, '/c/': c, '/c2/': c2, '/null/': n, '/static/': Dir(base='www/', index_file='hello.txt', default_ctype='text/plain')"
 "$RUN/null_handler" "$(endpoint "$SEND3")" "$(endpoint "$RECV3")" &
 pids="$pids $!"
 build-bench/examples/fcgi-hello "unix:$RUN/run/c.sock" > "$RUN/logs/c.out" 2>&1 &
@@ -47,11 +49,16 @@ while [ ! -S "$RUN/run/php.sock" ] || [ ! -S "$RUN/run/c.sock" ]; do sleep 0.1; 
 build-bench/m2bridge fastcgi --send-spec "$(endpoint "$SEND2")" --recv-spec "$(endpoint "$RECV2")" \
   --log-level warn "unix:$RUN/run/c.sock" &
 pids="$pids $!"
+# The same C app as an operator would run it on 2 cores: two copies, spawned by m2bridge.
+build-bench/m2bridge fastcgi --send-spec "$(endpoint "$SEND4")" --recv-spec "$(endpoint "$RECV4")" \
+  --log-level warn --spawn 2 -- "$ROOT/build-bench/examples/fcgi-hello" &
+pids="$pids $!"
 build-bench/m2bridge fastcgi --send-spec "$(endpoint "$SEND")" --recv-spec "$(endpoint "$RECV")" \
   --document-root "$RUN/www" --max-requests "$WORKERS" --log-level warn "unix:$RUN/run/php.sock" &
 pids="$pids $!"
 tries=0
 until curl -sf -o /dev/null "http://127.0.0.1:$M2_PORT/hello.php" && curl -sf -o /dev/null "http://127.0.0.1:$M2_PORT/c/hello" \
+      && curl -sf -o /dev/null "http://127.0.0.1:$M2_PORT/c2/hello" \
       && curl -sf -o /dev/null "http://127.0.0.1:$NGINX_PORT/hello.php" && curl -sf -o /dev/null "http://127.0.0.1:$M2_PORT/null/"; do
   tries=$((tries + 1)); [ $tries -lt 100 ] || { echo "bench: servers did not answer; logs in $RUN/logs"; trap - EXIT; exit 1; }
   sleep 0.2
@@ -60,13 +67,15 @@ done
 echo "php-fpm workers: $WORKERS, wrk: 2 threads, $CONNS connections, ${DURATION}s, $(nproc) cores"
 measure "nginx -> php-fpm" "http://127.0.0.1:$NGINX_PORT/hello.php" NGINX
 measure "mongrel2 -> m2bridge -> php-fpm" "http://127.0.0.1:$M2_PORT/hello.php" M2B
-/usr/bin/python3 -c "print('ratio m2bridge/nginx: %.2f' % ($RPS_M2B / $RPS_NGINX))"
+/usr/bin/python3 -c "print('ratio m2bridge/nginx: %.2f' % ($RPS_M2B / $RPS_NGINX))" | tee -a "$SUMMARY"
 # Latency at low load: one connection, one request at a time.
 CONNS_SAVED=$CONNS; CONNS=1
 measure "nginx -> php-fpm, 1 connection" "http://127.0.0.1:$NGINX_PORT/hello.php" NGINX1
 measure "m2bridge -> php-fpm, 1 connection" "http://127.0.0.1:$M2_PORT/hello.php" M2B1
+# The floor of any Mongrel2 handler at one connection: what Mongrel2 and ZeroMQ add alone.
+measure "mongrel2 -> null handler, 1 connection" "http://127.0.0.1:$M2_PORT/null/" NULL1
 CONNS=$CONNS_SAVED
-echo "p50 at 1 connection: m2bridge $P50_M2B1, nginx $P50_NGINX1 (goal: within 100us)"
+echo "p50 at 1 connection: m2bridge $P50_M2B1, nginx $P50_NGINX1 (goal: within 100us); null handler $P50_NULL1" | tee -a "$SUMMARY"
 kill_bridge_php() { pkill -f "build-bench/m2bridge fastcgi --send-spec $(endpoint "$SEND") " || true; }
 kill_bridge_php
 sleep 0.5
@@ -76,10 +85,12 @@ build-bench/m2bridge fastcgi --send-spec "$(endpoint "$SEND")" --recv-spec "$(en
 pids="$pids $!"
 until curl -sf -o /dev/null "http://127.0.0.1:$M2_PORT/hello.php"; do sleep 0.2; done
 measure "  the same with --no-keep-conn" "http://127.0.0.1:$M2_PORT/hello.php" NOKEEP
-/usr/bin/python3 -c "print('ratio m2bridge --no-keep-conn/nginx: %.2f' % ($RPS_NOKEEP / $RPS_NGINX))"
+/usr/bin/python3 -c "print('ratio m2bridge --no-keep-conn/nginx: %.2f' % ($RPS_NOKEEP / $RPS_NGINX))" | tee -a "$SUMMARY"
 # Where the time goes: the same path with a C app instead of PHP, and Mongrel2 with no backend at all.
-BACKEND_PATTERN=examples/fcgi-hello
+BACKEND_PATTERN='examples/fcgi-hello unix:'
 measure "mongrel2 -> m2bridge -> libfcgi C app" "http://127.0.0.1:$M2_PORT/c/hello" C_APP
+BACKEND_PATTERN='^/[^ ]*examples/fcgi-hello$'
+measure "  the same, --spawn 2 copies" "http://127.0.0.1:$M2_PORT/c2/hello" C_APP2
 unset BACKEND_PATTERN
 measure "mongrel2 alone (static file)" "http://127.0.0.1:$M2_PORT/static/hello.txt" STATIC
 measure "mongrel2 -> null handler" "http://127.0.0.1:$M2_PORT/null/" NULL
@@ -87,6 +98,7 @@ measure "mongrel2 -> null handler" "http://127.0.0.1:$M2_PORT/null/" NULL
 m2b_us() { echo "$1" | awk '{print $4}'; }
 null_us() { echo "$1" | awk '{print $10}'; }
 /usr/bin/python3 -c "
-m2b, nokeep, capp, null = $(m2b_us "$CPU_M2B"), $(m2b_us "$CPU_NOKEEP"), $(m2b_us "$CPU_C_APP"), $(null_us "$CPU_NULL")
-print('m2bridge cpu/request vs null handler: %.1fx (php, kept connections), %.1fx (--no-keep-conn), %.1fx (C app); null handler %d us' % (m2b / null, nokeep / null, capp / null, null))
-print('ratio mongrel2->m2bridge->C app / mongrel2->null handler: %.2f' % ($RPS_C_APP / $RPS_NULL))"
+m2b, nokeep, capp, capp2, null = $(m2b_us "$CPU_M2B"), $(m2b_us "$CPU_NOKEEP"), $(m2b_us "$CPU_C_APP"), $(m2b_us "$CPU_C_APP2"), $(null_us "$CPU_NULL")
+print('m2bridge cpu/request vs null handler: %.1fx (php, kept connections), %.1fx (--no-keep-conn), %.1fx (C app), %.1fx (C app, 2 copies); null handler %d us' % (m2b / null, nokeep / null, capp / null, capp2 / null, null))
+print('ratio mongrel2->m2bridge->C app / mongrel2->null handler: %.2f (one copy), %.2f (--spawn 2)' % ($RPS_C_APP / $RPS_NULL, $RPS_C_APP2 / $RPS_NULL))" | tee -a "$SUMMARY"
+sh bench/report.sh fastcgi "$FIGURES" "$SUMMARY" "bench/run.sh $DURATION $CONNS"

@@ -12,8 +12,8 @@ PACKAGES="
   clang libclang-rt-14-dev python3-zmq
   debhelper dpkg-dev lintian chromium chromium-driver python3-selenium fakeroot
 "
-# Only for bench/: nginx and wrk as the baseline.
-BENCH_PACKAGES="nginx-light wrk fcgiwrap"
+# Only for bench/: nginx and wrk as the baseline, gnuplot for the charts.
+BENCH_PACKAGES="nginx-light wrk fcgiwrap gnuplot-nox"
 
 missing=""
 for p in $PACKAGES ${WITH_BENCH:+$BENCH_PACKAGES}; do
