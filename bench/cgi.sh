@@ -39,15 +39,23 @@ start_nginx "    location /cgi/ {
       fastcgi_pass unix:$RUN/run/fcgiwrap.sock;
     }"
 start_mongrel2 "$(handler h "$SEND" "$RECV")" "'/cgi/': h"
-build-bench/m2bridge cgi --send-spec "$(endpoint "$SEND")" --recv-spec "$(endpoint "$RECV")" \
-  --max-procs "$PROCS" --log-level warn --allow-root "$RUN/cgi" &
+# CGI_UNCONFINED=1 shows what confinement costs: m2bridge in a mount namespace without the
+# cgroup2 file system, so scripts run unconfined (posix_spawn, no request cgroup).
+if [ "${CGI_UNCONFINED:-0}" = 1 ]; then
+  set -- unshare -m sh -c 'for m in $(findmnt -n -t cgroup2 -o TARGET); do umount "$m" || exit 1; done; exec "$@"' sh
+else
+  set --
+fi
+"$@" build-bench/m2bridge cgi --send-spec "$(endpoint "$SEND")" --recv-spec "$(endpoint "$RECV")" \
+  --max-procs "$PROCS" --log-level info --allow-root "$RUN/cgi" 2> "$RUN/logs/m2bridge.err" &
 pids="$pids $!"
 tries=0
-until curl -sf -o /dev/null "http://127.0.0.1:$M2_PORT/cgi/hello" && curl -sf -o /dev/null "http://127.0.0.1:$NGINX_PORT/cgi/hello"; do
+until curl -sf -m 5 -o /dev/null "http://127.0.0.1:$M2_PORT/cgi/hello" && curl -sf -m 5 -o /dev/null "http://127.0.0.1:$NGINX_PORT/cgi/hello"; do
   tries=$((tries + 1)); [ $tries -lt 100 ] || { echo "bench: servers did not answer; logs in $RUN/logs"; trap - EXIT; exit 1; }
   sleep 0.2
 done
 
+echo "$(grep -o 'scripts.*confined.*' "$RUN/logs/m2bridge.err" | head -1)"
 echo "CGI processes at once: $PROCS, wrk: 2 threads, $CONNS connections, ${DURATION}s, $(nproc) cores"
 for prog in hello hello.sh; do
   echo "-- $prog"

@@ -78,7 +78,7 @@ done
 BR=$!
 pids="$pids $BR"
 tries=0
-until curl -sf -o /dev/null "http://127.0.0.1:$M2_PORT/ping.php" && curl -sf -o /dev/null "http://127.0.0.1:$METRICS/metrics"; do
+until curl -sf -m 5 -o /dev/null "http://127.0.0.1:$M2_PORT/ping.php" && curl -sf -m 5 -o /dev/null "http://127.0.0.1:$METRICS/metrics"; do
   tries=$((tries + 1)); [ $tries -lt 100 ] || { echo "longpoll: servers did not answer; logs in $RUN/logs"; exit 1; }
   sleep 0.2
 done

@@ -57,8 +57,8 @@ build-bench/m2bridge fastcgi --send-spec "$(endpoint "$SEND")" --recv-spec "$(en
   --document-root "$RUN/www" --max-requests "$WORKERS" --log-level warn "unix:$RUN/run/php.sock" &
 pids="$pids $!"
 tries=0
-until curl -sf -o /dev/null "http://127.0.0.1:$M2_PORT/hello.php" && curl -sf -o /dev/null "http://127.0.0.1:$M2_PORT/c/hello" \
-      && curl -sf -o /dev/null "http://127.0.0.1:$M2_PORT/c2/hello" \
+until curl -sf -m 5 -o /dev/null "http://127.0.0.1:$M2_PORT/hello.php" && curl -sf -m 5 -o /dev/null "http://127.0.0.1:$M2_PORT/c/hello" \
+      && curl -sf -m 5 -o /dev/null "http://127.0.0.1:$M2_PORT/c2/hello" \
       && curl -sf -o /dev/null "http://127.0.0.1:$NGINX_PORT/hello.php" && curl -sf -o /dev/null "http://127.0.0.1:$M2_PORT/null/"; do
   tries=$((tries + 1)); [ $tries -lt 100 ] || { echo "bench: servers did not answer; logs in $RUN/logs"; trap - EXIT; exit 1; }
   sleep 0.2
@@ -83,7 +83,7 @@ sleep 0.5
 build-bench/m2bridge fastcgi --send-spec "$(endpoint "$SEND")" --recv-spec "$(endpoint "$RECV")" \
   --document-root "$RUN/www" --max-requests "$WORKERS" --no-keep-conn --log-level warn "unix:$RUN/run/php.sock" &
 pids="$pids $!"
-until curl -sf -o /dev/null "http://127.0.0.1:$M2_PORT/hello.php"; do sleep 0.2; done
+until curl -sf -m 5 -o /dev/null "http://127.0.0.1:$M2_PORT/hello.php"; do sleep 0.2; done
 measure "  the same with --no-keep-conn" "http://127.0.0.1:$M2_PORT/hello.php" NOKEEP
 /usr/bin/python3 -c "print('ratio m2bridge --no-keep-conn/nginx: %.2f' % ($RPS_NOKEEP / $RPS_NGINX))" | tee -a "$SUMMARY"
 # Where the time goes: the same path with a C app instead of PHP, and Mongrel2 with no backend at all.

@@ -2,6 +2,7 @@
 
 #include "adapters/byte_pump.h"
 #include "adapters/child_claims.h"
+#include "adapters/failure_report.h"
 #include "adapters/request_body.h"
 #include "base/exec_child.h"
 #include "base/log.h"
@@ -392,13 +393,8 @@ private:
     // Ends now, reports on the next turn: while starting, or inside a sink callback.
     void fail_later(BackendFailure kind, std::string why) {
         if (stage_ != Stage::Running) return;
-        stage_ = Stage::Reporting;
         stop_script();
-        loop_.post(life_.guard([this, kind, why = std::move(why)] {
-            if (stage_ != Stage::Reporting) return;  // cancelled meanwhile
-            stage_ = Stage::Done;
-            sink_.on_failure(kind, why);
-        }));
+        report_failure_next_turn(loop_, life_, stage_, sink_, kind, std::move(why));
     }
 
     void stop_script() {

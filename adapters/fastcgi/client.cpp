@@ -7,6 +7,7 @@
 #include "adapters/byte_pump.h"
 #include "adapters/fastcgi/pool.h"
 #include "adapters/fastcgi/record.h"
+#include "adapters/failure_report.h"
 #include "adapters/request_body.h"
 #include "base/life_token.h"
 #include "base/unique_fd.h"
@@ -311,12 +312,7 @@ private:
     void fail_later(BackendFailure kind, std::string why) {
         if (!running()) return;
         end_exchange();
-        stage_ = Stage::Reporting;
-        loop_.post(life_.guard([this, kind, why = std::move(why)] {
-            if (stage_ != Stage::Reporting) return;  // cancelled meanwhile
-            stage_ = Stage::Done;
-            sink_.on_failure(kind, why);
-        }));
+        report_failure_next_turn(loop_, life_, stage_, sink_, kind, std::move(why));
     }
 
     FastcgiGateway& gateway_;

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "adapters/byte_pump.h"
+#include "adapters/failure_report.h"
 #include "adapters/request_body.h"
 #include "adapters/status_line.h"
 #include "adapters/stream/scgi.h"
@@ -149,13 +150,8 @@ private:
 
     void fail_later(BackendFailure kind, std::string why) {
         if (stage_ != Stage::Exchanging) return;
-        stage_ = Stage::Reporting;
         pump_.stop();
-        loop_.post(life_.guard([this, kind, why = std::move(why)] {
-            if (stage_ != Stage::Reporting) return;  // cancelled meanwhile
-            stage_ = Stage::Done;
-            sink_.on_failure(kind, why);
-        }));
+        report_failure_next_turn(loop_, life_, stage_, sink_, kind, std::move(why));
     }
 
     StreamGateway& gateway_;
