@@ -19,6 +19,9 @@ constexpr size_t kMaxHeld = 100000;
 // Work done per loop turn before timers, backends and Mongrel2 get their turn.
 constexpr int kAdmissionsPerTurn = 256;
 constexpr size_t kDeliveryBytesPerTurn = 4 * 1024 * 1024;
+// A fan-out waits while ZeroMQ holds more than this for Mongrel2, and goes on
+// when it holds half: a delivery's memory does not grow with its ids.
+constexpr size_t kDeliveryQueuedBytes = 8 * 1024 * 1024;
 // Mongrel2 closes a flow-controlled connection whose queued bytes pass the window.
 constexpr uint64_t kWindowMargin = 1024;
 // Bounds what clients can make m2bridge remember or ask of the backend when they leave.
@@ -547,6 +550,18 @@ void Handler::run_deliveries() {
     deliveries_posted_ = false;
     size_t budget = kDeliveryBytesPerTurn;
     while (!deliveries_.empty()) {
+        if (link_.queued_bytes() > kDeliveryQueuedBytes) {
+            if (!deliveries_waiting_) {
+                deliveries_waiting_ = true;
+                std::weak_ptr<const char> alive = alive_;
+                link_.when_queued_below(kDeliveryQueuedBytes / 2, [this, alive] {
+                    if (!alive.lock()) return;
+                    deliveries_waiting_ = false;
+                    schedule_deliveries();
+                });
+            }
+            return;
+        }
         Delivery& d = deliveries_.front();
         size_t size = std::max<size_t>(1, d.next < d.full_ids.size() ? d.full->size() : d.head_only->size());
         if (size > budget && budget < kDeliveryBytesPerTurn) break;  // at least one message per turn

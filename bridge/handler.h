@@ -155,6 +155,7 @@ private:
     std::unordered_set<uint64_t> paced_;  // connections waiting for a pacing token
     bool admissions_posted_ = false;
     bool deliveries_posted_ = false;
+    bool deliveries_waiting_ = false;  // for ZeroMQ to hand Mongrel2 what it holds
     Loop::TimerId pacing_timer_ = 0;
     Loop::TimerId keepalive_timer_ = 0;
     Loop::TimerId shutdown_timer_ = 0;

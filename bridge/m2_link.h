@@ -3,6 +3,8 @@
 // handler's fuzz target put a recorder in its place.
 #pragma once
 
+#include <cstddef>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -24,6 +26,15 @@ public:
     }
     // Shutdown: no more requests are read; replies still go out.
     virtual void stop_receiving() = 0;
+    // Bytes of large frames handed to send() that have not reached Mongrel2
+    // yet. A sender that can wait (a delivery's fan-out) keeps this bounded.
+    virtual size_t queued_bytes() const { return 0; }
+    // Calls `ready` on a later loop turn, once queued_bytes() <= `below`.
+    // Call it only while queued_bytes() > `below`.
+    virtual void when_queued_below(size_t below, std::function<void()> ready) {
+        (void)below;
+        (void)ready;
+    }
 };
 
 }  // namespace m2b

@@ -1,10 +1,14 @@
 #include "bridge/m2_sockets.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "base/log.h"
@@ -13,8 +17,27 @@ namespace m2b {
 
 namespace {
 constexpr int kMessagesPerTurn = 512;  // then let backends and timers run
+// Smaller frames are copied by libzmq as before and not counted: they cost
+// little each, and what sends many of them (a fan-out) is bounded by ids.
+constexpr size_t kCountedFrameBytes = 16 * 1024;
 std::atomic<int> monitor_count{0};
 }  // namespace
+
+// A counted frame is allocated with its size in front, so that the release
+// (on libzmq's I/O thread, with only the data pointer) knows what to subtract.
+void Mongrel2Sockets::QueuedFrames::release(void* data, void* hint) {
+    auto* queued = static_cast<QueuedFrames*>(hint);
+    char* block = static_cast<char*>(data) - sizeof(size_t);
+    size_t size = 0;
+    std::memcpy(&size, block, sizeof size);
+    std::free(block);
+    size_t left = queued->bytes.fetch_sub(size, std::memory_order_relaxed) - size;
+    size_t below = queued->wake_below.load(std::memory_order_acquire);
+    if (below != 0 && left <= below && queued->wake_below.compare_exchange_strong(below, 0)) {
+        uint64_t one = 1;
+        (void)!::write(queued->wake_fd.get(), &one, sizeof one);
+    }
+}
 
 Mongrel2Sockets::Mongrel2Sockets(Loop& loop, const std::string& send_spec, const std::string& recv_spec)
     : loop_(loop), send_spec_(send_spec), pull_(context_, zmq::socket_type::pull),
@@ -41,9 +64,12 @@ Mongrel2Sockets::Mongrel2Sockets(Loop& loop, const std::string& send_spec, const
     connect(pub_, "recv_spec", recv_spec);
     pull_fd_ = pull_.get(zmq::sockopt::fd);
     monitor_fd_ = monitor_.get(zmq::sockopt::fd);
+    queued_.wake_fd = UniqueFd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+    if (!queued_.wake_fd) throw std::runtime_error(std::string("eventfd: ") + strerror(errno));
     // ZMQ_FD is edge-triggered: each wake-up drains until EAGAIN.
     if (!loop_.watch(pull_fd_, EPOLLIN, [this](uint32_t) { drain(); }) ||
-        !loop_.watch(monitor_fd_, EPOLLIN, [this](uint32_t) { drain_monitor(); }))
+        !loop_.watch(monitor_fd_, EPOLLIN, [this](uint32_t) { drain_monitor(); }) ||
+        !loop_.watch(queued_.wake_fd.get(), EPOLLIN, [this](uint32_t) { wake_waiters(); }))
         throw std::runtime_error(std::string("cannot watch the ZeroMQ sockets: ") + strerror(errno));
     loop_.post(life_.guard([this] {
         drain();
@@ -54,6 +80,7 @@ Mongrel2Sockets::Mongrel2Sockets(Loop& loop, const std::string& send_spec, const
 Mongrel2Sockets::~Mongrel2Sockets() {
     if (receiving_) loop_.unwatch(pull_fd_);
     loop_.unwatch(monitor_fd_);
+    loop_.unwatch(queued_.wake_fd.get());
     zmq_socket_monitor(pull_.handle(), nullptr, 0);
 }
 
@@ -71,8 +98,23 @@ void Mongrel2Sockets::send(std::string_view message) {
 }
 
 void Mongrel2Sockets::send(std::string_view envelope, std::string_view body) {
-    zmq::message_t frame(envelope.size() + body.size());
-    auto* out = static_cast<char*>(frame.data());
+    size_t size = envelope.size() + body.size();
+    zmq::message_t frame;
+    char* out = nullptr;
+    if (size < kCountedFrameBytes) {
+        frame.rebuild(size);
+        out = static_cast<char*>(frame.data());
+    } else {
+        char* block = static_cast<char*>(std::malloc(sizeof(size_t) + size));
+        if (!block) {
+            log::error("no memory for a reply of ", size, " bytes");
+            return;
+        }
+        std::memcpy(block, &size, sizeof size);
+        out = block + sizeof(size_t);
+        queued_.bytes.fetch_add(size, std::memory_order_relaxed);
+        frame.rebuild(out, size, &QueuedFrames::release, &queued_);
+    }
     std::memcpy(out, envelope.data(), envelope.size());
     if (!body.empty()) std::memcpy(out + envelope.size(), body.data(), body.size());
     try {
@@ -80,6 +122,25 @@ void Mongrel2Sockets::send(std::string_view envelope, std::string_view body) {
     } catch (const zmq::error_t& e) {
         log::error("zmq send failed: ", e.what());
     }
+}
+
+void Mongrel2Sockets::when_queued_below(size_t below, std::function<void()> ready) {
+    waiters_.push_back(std::move(ready));
+    queued_.wake_below.store(std::max<size_t>(below, 1), std::memory_order_release);
+    // Frames released before the mark was set wrote nothing: look again. A
+    // wake-up twice is harmless; a waiter checks the count when it runs.
+    if (queued_.bytes.load(std::memory_order_relaxed) <= below) {
+        queued_.wake_below.store(0);
+        loop_.post(life_.guard([this] { wake_waiters(); }));
+    }
+}
+
+void Mongrel2Sockets::wake_waiters() {
+    uint64_t count = 0;
+    (void)!::read(queued_.wake_fd.get(), &count, sizeof count);
+    auto waiting = std::move(waiters_);
+    waiters_.clear();
+    for (auto& ready : waiting) ready();
 }
 
 void Mongrel2Sockets::stop_receiving() {

@@ -3,13 +3,16 @@
 // monitor on the PULL socket that notices when Mongrel2 goes away.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 #include <zmq.hpp>
 
 #include "base/life_token.h"
 #include "base/loop.h"
+#include "base/unique_fd.h"
 #include "bridge/m2_link.h"
 
 namespace m2b {
@@ -29,13 +32,28 @@ public:
     void send(std::string_view message) override;
     void send(std::string_view envelope, std::string_view body) override;
     void stop_receiving() override;
+    size_t queued_bytes() const override { return queued_.bytes.load(std::memory_order_relaxed); }
+    void when_queued_below(size_t below, std::function<void()> ready) override;
 
 private:
+    // Large frames ZeroMQ holds for Mongrel2: counted when sent, and again by
+    // libzmq's I/O thread when it has written (or dropped) them, which also
+    // wakes the loop through `wake_fd` if someone waits for the count to fall.
+    struct QueuedFrames {
+        std::atomic<size_t> bytes{0};
+        std::atomic<size_t> wake_below{0};  // 0: nobody waits
+        UniqueFd wake_fd;
+        static void release(void* data, void* hint);
+    };
+
     void drain();
     void drain_monitor();
+    void wake_waiters();
 
     Loop& loop_;
     std::string send_spec_;
+    QueuedFrames queued_;  // before the context: outlives the I/O thread that releases frames
+    std::vector<std::function<void()>> waiters_;
     zmq::context_t context_{1};
     zmq::socket_t pull_;
     zmq::socket_t pub_;

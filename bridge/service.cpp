@@ -32,6 +32,10 @@ struct HandlerRuntime final : Mongrel2Link {
     void send(std::string_view message) override { sockets->send(message); }
     void send(std::string_view envelope, std::string_view body) override { sockets->send(envelope, body); }
     void stop_receiving() override { state = State::Draining; }
+    size_t queued_bytes() const override { return sockets->queued_bytes(); }
+    void when_queued_below(size_t below, std::function<void()> ready) override {
+        sockets->when_queued_below(below, std::move(ready));
+    }
 };
 
 // One Mongrel2 Handler's two sockets, the handler serving it, and handlers of

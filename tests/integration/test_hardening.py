@@ -782,9 +782,11 @@ class SmallerOnes(unittest.TestCase):
 
     def test_deliver_fan_out_to_300_held_clients_memory_bound(self):
         # Defect 11d: one 1 MB delivery to 300 held clients plus 8000 ids that are not connected.
-        # Today the body is copied into all 65 messages of ≤128 ids at once (peak growth about
-        # 100 MiB); every held client must get it byte-exact with m2bridge's peak memory growing
-        # by less than 40 MiB.
+        # Once the body was copied into all 65 messages of ≤128 ids at once (peak growth about
+        # 100 MiB); then 4 MiB per loop turn still let ZeroMQ hold ~40 MiB of them at once. The
+        # fan-out now waits while ZeroMQ holds more than 8 MiB for Mongrel2 (about 9.5 MiB of
+        # growth measured); every held client must get it byte-exact with m2bridge's peak memory
+        # growing by less than 20 MiB.
         size = 1000 * 1000
         with Stack(children=4, env=LOW_QUARANTINE) as st:
             ids = os.path.join(st.work.path, "ids")
@@ -805,7 +807,7 @@ class SmallerOnes(unittest.TestCase):
                     status, _, got = read_response(s)
                     self.assertEqual((status, len(got), md5(got)), (200, size, expected), "held client %d" % i)
                 growth = (vm_hwm_kib(st.pid) - base) / 1024
-                self.assertLess(growth, 40, "m2bridge's peak memory grew by %.0f MiB" % growth)
+                self.assertLess(growth, 20, "m2bridge's peak memory grew by %.0f MiB" % growth)
             finally:
                 for s in held:
                     s.close()

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <algorithm>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -21,6 +22,11 @@ struct Recorder : Mongrel2Link {
     };
     std::vector<Reply> replies;
     bool receiving = true;
+    // What a ZeroMQ queue that Mongrel2 does not empty would report; a test
+    // sets `queued` and calls `waiter` to play it draining.
+    size_t queued = 0;
+    size_t waiter_mark = 0;
+    std::function<void()> waiter;
 
     using Mongrel2Link::send;
     void send(std::string_view message) override {
@@ -44,6 +50,11 @@ struct Recorder : Mongrel2Link {
         replies.push_back(std::move(r));
     }
     void stop_receiving() override { receiving = false; }
+    size_t queued_bytes() const override { return queued; }
+    void when_queued_below(size_t below, std::function<void()> ready) override {
+        waiter_mark = below;
+        waiter = std::move(ready);
+    }
 
     // HTTP replies (not ctl messages) that reached `id`, in order.
     std::vector<std::string> to(uint64_t id) const {

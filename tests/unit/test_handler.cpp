@@ -7,6 +7,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -155,6 +156,37 @@ TEST_CASE("deliver: duplicates once, never into a response in progress, held cli
     CHECK(b.link.to(8).size() == 1);
     // Now the request pipelined behind the long-poll starts.
     CHECK(b.gateway.started == 4);
+}
+
+TEST_CASE("a delivery's fan-out waits while ZeroMQ holds more than 8 MiB for Mongrel2") {
+    Bench b;
+    b.feed(message(1, "/app.php"));
+    b.turns();
+    std::string ids = " 1";  // the speaker, then 1000 others: 8 messages of ≤ 128 ids
+    for (int id = 1000; id < 2000; ++id) ids += " " + std::to_string(id);
+    b.link.queued = 9 * 1024 * 1024;
+    b.running(1)->answer("X-Mongrel2-Deliver:" + ids + "\r\nContent-Type: text/plain\r\n\r\nnews");
+    b.turns();
+    auto messages = [&] {
+        return std::count_if(b.link.replies.begin(), b.link.replies.end(),
+                             [](const Recorder::Reply& r) { return r.body.ends_with("news"); });
+    };
+    CHECK(messages() == 1);  // the first goes out at once, the speaker's copy in it; the rest wait
+    CHECK(b.link.to(1).size() == 1);
+    REQUIRE(b.link.waiter);
+    CHECK(b.link.waiter_mark == 4 * 1024 * 1024);
+    b.turns(20);
+    CHECK(messages() == 1);
+
+    b.link.queued = 0;
+    auto drained = std::move(b.link.waiter);
+    drained();
+    b.turns();
+    CHECK(messages() == 8);
+    std::set<uint64_t> reached;
+    for (const auto& r : b.link.replies)
+        if (r.body.ends_with("news")) reached.insert(r.ids.begin(), r.ids.end());
+    CHECK(reached.size() == 1001);
 }
 
 TEST_CASE("a held HEAD request gets the delivered head without the body") {
