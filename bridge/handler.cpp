@@ -495,8 +495,9 @@ void Handler::deliver(Transaction& t, std::span<const uint64_t> ids, std::string
             if (c.held && !c.held->delivering) {
                 c.held->delivering = true;
                 ctx = c.held->ctx;
-            } else if (!c.queue.empty()) {
-                // Its own response is in progress or due: a reply now would land inside it.
+            } else if (!c.queue.empty() || c.held) {
+                // Its own response is in progress or due (an earlier delivery that is still
+                // going out names it): a reply now would land inside it or before it.
                 skipped.push_back(id);
                 continue;
             }
@@ -568,7 +569,10 @@ void Handler::run_deliveries() {
         budget -= std::min(budget, size);
         if (send_delivery_batch(d)) deliveries_.pop_front();
     }
-    if (!deliveries_.empty()) schedule_deliveries();
+    if (!deliveries_.empty())
+        schedule_deliveries();
+    else
+        check_shutdown();
 }
 
 // --- keep-alive, logs, shutdown -----------------------------------------------------
@@ -629,7 +633,8 @@ void Handler::shutdown(std::function<void()> done) {
 }
 
 void Handler::check_shutdown() {
-    if (!on_drained_ || !notices_.empty()) return;
+    // A fan-out still going out (or waiting on ZeroMQ) is part of a reply.
+    if (!on_drained_ || !notices_.empty() || !deliveries_.empty()) return;
     for (const auto& [id, c] : conns_)
         if (!c.queue.empty()) return;
     if (shutdown_timer_) loop_.cancel(shutdown_timer_);

@@ -28,13 +28,9 @@ public:
     virtual void stop_receiving() = 0;
     // Bytes of large frames handed to send() that have not reached Mongrel2
     // yet. A sender that can wait (a delivery's fan-out) keeps this bounded.
-    virtual size_t queued_bytes() const { return 0; }
+    virtual size_t queued_bytes() const = 0;
     // Calls `ready` on a later loop turn, once queued_bytes() <= `below`.
-    // Call it only while queued_bytes() > `below`.
-    virtual void when_queued_below(size_t below, std::function<void()> ready) {
-        (void)below;
-        (void)ready;
-    }
+    virtual void when_queued_below(size_t below, std::function<void()> ready) = 0;
 };
 
 }  // namespace m2b

@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 #include <stdexcept>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -31,8 +32,10 @@ void Mongrel2Sockets::QueuedFrames::release(void* data, void* hint) {
     size_t size = 0;
     std::memcpy(&size, block, sizeof size);
     std::free(block);
-    size_t left = queued->bytes.fetch_sub(size, std::memory_order_relaxed) - size;
-    size_t below = queued->wake_below.load(std::memory_order_acquire);
+    // seq_cst here and in when_queued_below: each side writes one variable and
+    // then reads the other, and neither read may come before the other's write.
+    size_t left = queued->bytes.fetch_sub(size) - size;
+    size_t below = queued->wake_below.load();
     if (below != 0 && left <= below && queued->wake_below.compare_exchange_strong(below, 0)) {
         uint64_t one = 1;
         (void)!::write(queued->wake_fd.get(), &one, sizeof one);
@@ -69,8 +72,11 @@ Mongrel2Sockets::Mongrel2Sockets(Loop& loop, const std::string& send_spec, const
     // ZMQ_FD is edge-triggered: each wake-up drains until EAGAIN.
     if (!loop_.watch(pull_fd_, EPOLLIN, [this](uint32_t) { drain(); }) ||
         !loop_.watch(monitor_fd_, EPOLLIN, [this](uint32_t) { drain_monitor(); }) ||
-        !loop_.watch(queued_.wake_fd.get(), EPOLLIN, [this](uint32_t) { wake_waiters(); }))
-        throw std::runtime_error(std::string("cannot watch the ZeroMQ sockets: ") + strerror(errno));
+        !loop_.watch(queued_.wake_fd.get(), EPOLLIN, [this](uint32_t) { wake_waiters(); })) {
+        std::string why = strerror(errno);
+        for (int fd : {pull_fd_, monitor_fd_, queued_.wake_fd.get()}) loop_.unwatch(fd);  // no watch outlives us
+        throw std::runtime_error("cannot watch the ZeroMQ sockets: " + why);
+    }
     loop_.post(life_.guard([this] {
         drain();
         drain_monitor();
@@ -105,15 +111,18 @@ void Mongrel2Sockets::send(std::string_view envelope, std::string_view body) {
         frame.rebuild(size);
         out = static_cast<char*>(frame.data());
     } else {
+        // As any allocation here: out of memory throws, it does not drop a reply's bytes.
         char* block = static_cast<char*>(std::malloc(sizeof(size_t) + size));
-        if (!block) {
-            log::error("no memory for a reply of ", size, " bytes");
-            return;
-        }
+        if (!block) throw std::bad_alloc();
         std::memcpy(block, &size, sizeof size);
         out = block + sizeof(size_t);
-        queued_.bytes.fetch_add(size, std::memory_order_relaxed);
-        frame.rebuild(out, size, &QueuedFrames::release, &queued_);
+        try {
+            frame.rebuild(out, size, &QueuedFrames::release, &queued_);
+        } catch (...) {  // libzmq did not take the block: its free function will not run
+            std::free(block);
+            throw;
+        }
+        queued_.bytes.fetch_add(size);
     }
     std::memcpy(out, envelope.data(), envelope.size());
     if (!body.empty()) std::memcpy(out + envelope.size(), body.data(), body.size());
@@ -126,10 +135,10 @@ void Mongrel2Sockets::send(std::string_view envelope, std::string_view body) {
 
 void Mongrel2Sockets::when_queued_below(size_t below, std::function<void()> ready) {
     waiters_.push_back(std::move(ready));
-    queued_.wake_below.store(std::max<size_t>(below, 1), std::memory_order_release);
+    queued_.wake_below.store(std::max<size_t>(below, 1));
     // Frames released before the mark was set wrote nothing: look again. A
     // wake-up twice is harmless; a waiter checks the count when it runs.
-    if (queued_.bytes.load(std::memory_order_relaxed) <= below) {
+    if (queued_.bytes.load() <= below) {
         queued_.wake_below.store(0);
         loop_.post(life_.guard([this] { wake_waiters(); }));
     }

@@ -1,6 +1,6 @@
 // The handler's message path: requests, pipelining, disconnects, credits,
-// deliveries, restarts and backend answers in any order, against a fake
-// gateway. Each input byte picks the next event; the loop turns between them.
+// deliveries (and their waits on ZeroMQ's queue), restarts and backend answers
+// in any order, against a fake gateway. Each input byte picks the next event; the loop turns between them.
 // Any crash, leak, sanitizer report or broken invariant is a finding.
 #include <cstddef>
 #include <cstdint>
@@ -79,7 +79,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         auto handler = std::make_unique<Handler>(loop, config, gateway, link);
         while (in.more()) {
             uint64_t conn = in.byte() % 8;
-            switch (in.byte() % 10) {
+            switch (in.byte() % 12) {
                 case 0: handler->on_message(request(conn, "/app.php", "GET", "")); break;
                 case 1: handler->on_message(request(conn, "/missing", "GET", "")); break;
                 case 2: handler->on_message(request(conn, "/app.php", "HEAD", "")); break;
@@ -108,6 +108,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                     break;
                 case 8:
                     if (in.byte() % 8 == 0) handler->on_server_lost("fuzz");
+                    break;
+                case 9:  // ZeroMQ holding much or nothing for Mongrel2
+                    link.queued = in.byte() % 2 ? 9 * 1024 * 1024 : 0;
+                    break;
+                case 10:  // ... and telling a waiting fan-out it may go on
+                    if (link.waiter) {
+                        auto wake = std::move(link.waiter);
+                        wake();
+                    }
                     break;
                 default:
                     for (int i = in.byte() % 4; i >= 0; --i) loop.run_once(0);

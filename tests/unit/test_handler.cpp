@@ -161,32 +161,60 @@ TEST_CASE("deliver: duplicates once, never into a response in progress, held cli
 TEST_CASE("a delivery's fan-out waits while ZeroMQ holds more than 8 MiB for Mongrel2") {
     Bench b;
     b.feed(message(1, "/app.php"));
+    b.feed(message(1500, "/app.php"));  // will hold; named late in the fan-out
+    b.turns();
+    b.running(1500)->answer("X-Mongrel2-Deliver:\r\n\r\n");
     b.turns();
     std::string ids = " 1";  // the speaker, then 1000 others: 8 messages of ≤ 128 ids
     for (int id = 1000; id < 2000; ++id) ids += " " + std::to_string(id);
     b.link.queued = 9 * 1024 * 1024;
     b.running(1)->answer("X-Mongrel2-Deliver:" + ids + "\r\nContent-Type: text/plain\r\n\r\nnews");
     b.turns();
-    auto messages = [&] {
+    auto messages = [&](std::string_view body) {
         return std::count_if(b.link.replies.begin(), b.link.replies.end(),
-                             [](const Recorder::Reply& r) { return r.body.ends_with("news"); });
+                             [&](const Recorder::Reply& r) { return r.body.ends_with(body); });
     };
-    CHECK(messages() == 1);  // the first goes out at once, the speaker's copy in it; the rest wait
+    CHECK(messages("news") == 1);  // the first goes out at once, the speaker's copy in it; the rest wait
     CHECK(b.link.to(1).size() == 1);
     REQUIRE(b.link.waiter);
     CHECK(b.link.waiter_mark == 4 * 1024 * 1024);
     b.turns(20);
-    CHECK(messages() == 1);
+    CHECK(messages("news") == 1);
+
+    SUBCASE("a second delivery skips the held client the first one still has to reach") {
+        b.feed(message(2, "/app.php"));
+        b.turns();
+        b.running(2)->answer("X-Mongrel2-Deliver: 2 1500\r\nContent-Type: text/plain\r\n\r\nlater");
+        b.turns();
+        CHECK(b.link.to(2).size() == 1);
+        CHECK(b.link.to(1500).empty());
+    }
+    SUBCASE("a shutdown waits for the fan-out") {
+        bool drained = false;
+        b.handler->shutdown([&] { drained = true; });
+        b.turns();
+        CHECK_FALSE(drained);
+        b.link.queued = 0;
+        auto wake = std::move(b.link.waiter);
+        wake();
+        b.turns();
+        CHECK(drained);
+    }
 
     b.link.queued = 0;
-    auto drained = std::move(b.link.waiter);
-    drained();
+    if (b.link.waiter) {
+        auto wake = std::move(b.link.waiter);
+        wake();
+    }
     b.turns();
-    CHECK(messages() == 8);
+    CHECK(messages("news") == 8);
     std::set<uint64_t> reached;
     for (const auto& r : b.link.replies)
         if (r.body.ends_with("news")) reached.insert(r.ids.begin(), r.ids.end());
     CHECK(reached.size() == 1001);
+    auto held = b.link.to(1500);
+    REQUIRE(held.size() == 1);  // one answer to its long-poll: the first delivery's
+    CHECK(held[0].ends_with("news"));
 }
 
 TEST_CASE("a held HEAD request gets the delivered head without the body") {
