@@ -1,6 +1,7 @@
 // The handler's message path: requests, pipelining, disconnects, credits,
 // deliveries (and their waits on ZeroMQ's queue), restarts and backend answers
-// in any order, against a fake gateway. Each input byte picks the next event; the loop turns between them.
+// in any order, against a fake gateway. Each input byte picks the next event;
+// the loop turns between them.
 // Any crash, leak, sanitizer report or broken invariant is a finding.
 #include <cstddef>
 #include <cstdint>
