@@ -23,6 +23,7 @@ to_us() {
 }
 
 measure() {  # name url var
+  label=$(echo "$1" | sed 's/^ *//')
   wrk -t 1 -c 8 -d 2 "$2" > /dev/null 2>&1  # warm-up
   before=$(snapshot)
   threads=2; [ "$CONNS" -ge 2 ] || threads=1
@@ -42,7 +43,7 @@ measure() {  # name url var
     printf "mongrel2 %.0f  m2bridge %.0f  backend %.0f  nginx %.0f  null-handler %.0f", us[0], us[1], us[2], us[3], us[4] }')
   echo "    cpu us per request: $cpu_us"
   # One line per run for bench/report.sh: label, connections, req/s, p50 and p99 in µs, CPU µs per process.
-  [ -z "${FIGURES:-}" ] || printf '%s\t%s\t%s\t%s\t%s\t%s\n' "${LABEL_PREFIX:-}$(echo "$1" | sed 's/^ *//')" "$CONNS" \
+  [ -z "${FIGURES:-}" ] || printf '%s\t%s\t%s\t%s\t%s\t%s\n' "${LABEL_PREFIX:-}$label" "$CONNS" \
     "${rps:-0}" "$(to_us "$p50")" "$(to_us "$p99")" "$(echo "$cpu_us" | awk '{print $2 "\t" $4 "\t" $6 "\t" $8 "\t" $10}')" >> "$FIGURES"
   eval "RPS_$1=$rps"
   eval "P50_$1=$p50"
