@@ -393,8 +393,7 @@ private:
     // Ends now, reports on the next turn: while starting, or inside a sink callback.
     void fail_later(BackendFailure kind, std::string why) {
         if (stage_ != Stage::Running) return;
-        stop_script();
-        report_failure_next_turn(loop_, life_, stage_, sink_, kind, std::move(why));
+        report_failure_next_turn(loop_, life_, stage_, sink_, kind, std::move(why), [this] { stop_script(); });
     }
 
     void stop_script() {

@@ -311,8 +311,7 @@ private:
     // Ends now, reports on the next turn: while starting, or inside a sink callback.
     void fail_later(BackendFailure kind, std::string why) {
         if (!running()) return;
-        end_exchange();
-        report_failure_next_turn(loop_, life_, stage_, sink_, kind, std::move(why));
+        report_failure_next_turn(loop_, life_, stage_, sink_, kind, std::move(why), [this] { end_exchange(); });
     }
 
     FastcgiGateway& gateway_;

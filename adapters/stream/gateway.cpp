@@ -150,8 +150,7 @@ private:
 
     void fail_later(BackendFailure kind, std::string why) {
         if (stage_ != Stage::Exchanging) return;
-        pump_.stop();
-        report_failure_next_turn(loop_, life_, stage_, sink_, kind, std::move(why));
+        report_failure_next_turn(loop_, life_, stage_, sink_, kind, std::move(why), [this] { pump_.stop(); });
     }
 
     StreamGateway& gateway_;
