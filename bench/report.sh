@@ -1,9 +1,9 @@
 #!/bin/sh
 # Turns one benchmark run's figures (the lines bench/lib.sh's measure appends to $FIGURES)
 # into a Markdown table and an SVG chart, so the two never drift from each other or the run.
-# Usage: bench/report.sh NAME FIGURES SUMMARY "COMMAND"   writes docs/figures/NAME.md and NAME.svg;
-# SUMMARY holds the run's printed ratios, one per line.
-# (BENCH_REPORT_DIR elsewhere). A line with 0 connections is a ceiling with no CPU figures.
+# Usage: bench/report.sh NAME FIGURES SUMMARY "COMMAND"
+# writes docs/figures/NAME.md and NAME.svg (BENCH_REPORT_DIR elsewhere). SUMMARY holds the run's
+# printed ratios, one per line. A line with 0 connections is a ceiling with no CPU figures.
 set -eu
 NAME=$1
 FIGURES=$2

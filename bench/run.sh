@@ -84,13 +84,13 @@ build-bench/m2bridge fastcgi --send-spec "$(endpoint "$SEND")" --recv-spec "$(en
   --document-root "$RUN/www" --max-requests "$WORKERS" --no-keep-conn --log-level warn "unix:$RUN/run/php.sock" &
 pids="$pids $!"
 until curl -sf -m 5 -o /dev/null "http://127.0.0.1:$M2_PORT/hello.php"; do sleep 0.2; done
-measure "  the same with --no-keep-conn" "http://127.0.0.1:$M2_PORT/hello.php" NOKEEP
+measure "mongrel2 -> m2bridge -> php-fpm, --no-keep-conn" "http://127.0.0.1:$M2_PORT/hello.php" NOKEEP
 /usr/bin/python3 -c "print('ratio m2bridge --no-keep-conn/nginx: %.2f' % ($RPS_NOKEEP / $RPS_NGINX))" | tee -a "$SUMMARY"
 # Where the time goes: the same path with a C app instead of PHP, and Mongrel2 with no backend at all.
 BACKEND_PATTERN='examples/fcgi-hello unix:'
 measure "mongrel2 -> m2bridge -> libfcgi C app" "http://127.0.0.1:$M2_PORT/c/hello" C_APP
 BACKEND_PATTERN='^/[^ ]*examples/fcgi-hello$'
-measure "  the same, --spawn 2 copies" "http://127.0.0.1:$M2_PORT/c2/hello" C_APP2
+measure "mongrel2 -> m2bridge -> C app, --spawn 2" "http://127.0.0.1:$M2_PORT/c2/hello" C_APP2
 unset BACKEND_PATTERN
 measure "mongrel2 alone (static file)" "http://127.0.0.1:$M2_PORT/static/hello.txt" STATIC
 measure "mongrel2 -> null handler" "http://127.0.0.1:$M2_PORT/null/" NULL
