@@ -63,7 +63,7 @@ for prog in hello hello.sh; do
   measure "nginx -> fcgiwrap" "http://127.0.0.1:$NGINX_PORT/cgi/$prog" NGINX
   measure "mongrel2 -> m2bridge cgi" "http://127.0.0.1:$M2_PORT/cgi/$prog" M2B
   ceiling=$("$RUN/spawn_loop" "$RUN/cgi/$prog" "$DURATION" "$(nproc)")
-  printf '%-36s %10s spawns/s (%s loops)\n' "bare spawn loop" "$ceiling" "$(nproc)"
+  printf '%-48s %10s spawns/s (%s loops)\n' "bare spawn loop" "$ceiling" "$(nproc)"
   printf '%s\t0\t%s\t0\t0\t0\t0\t0\t0\t0\n' "${LABEL_PREFIX}bare spawn loop" "$ceiling" >> "$FIGURES"
   /usr/bin/python3 -c "print('ratio m2bridge/fcgiwrap: %.2f   m2bridge/bare loop: %.2f' % ($RPS_M2B / $RPS_NGINX, $RPS_M2B / $ceiling))" | tee -a "$SUMMARY"
 done

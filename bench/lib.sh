@@ -35,7 +35,7 @@ measure() {  # name url var
   p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
   errors=$(echo "$out" | awk '/Non-2xx|Socket errors/' | tr '\n' ' ')
   [ -n "$rps" ] || errors="wrk printed no figures: $(echo "$out" | head -3 | tr '\n' ' ')"
-  printf '%-36s %10s req/s  p50 %8s  p99 %8s %s\n' "$1" "$rps" "$p50" "$p99" "$errors"
+  printf '%-48s %10s req/s  p50 %8s  p99 %8s %s\n' "$1" "$rps" "$p50" "$p99" "$errors"
   # Process CPU (clock ticks of 10 ms) over the requests wrk completed: µs per request.
   # shellcheck disable=SC2086
   set -- "$3" $before $after "$requests"
