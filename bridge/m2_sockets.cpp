@@ -103,27 +103,25 @@ void Mongrel2Sockets::send(std::string_view message) {
     }
 }
 
+// As any allocation here: out of memory throws, it does not drop a reply's bytes.
+zmq::message_t Mongrel2Sockets::counted_frame(size_t size) {
+    char* block = static_cast<char*>(std::malloc(sizeof(size_t) + size));
+    if (!block) throw std::bad_alloc();
+    std::memcpy(block, &size, sizeof size);
+    try {
+        zmq::message_t frame(block + sizeof(size_t), size, &QueuedFrames::release, &queued_);
+        queued_.bytes.fetch_add(size);
+        return frame;
+    } catch (...) {  // libzmq did not take the block: its free function will not run
+        std::free(block);
+        throw;
+    }
+}
+
 void Mongrel2Sockets::send(std::string_view envelope, std::string_view body) {
     size_t size = envelope.size() + body.size();
-    zmq::message_t frame;
-    char* out = nullptr;
-    if (size < kCountedFrameBytes) {
-        frame.rebuild(size);
-        out = static_cast<char*>(frame.data());
-    } else {
-        // As any allocation here: out of memory throws, it does not drop a reply's bytes.
-        char* block = static_cast<char*>(std::malloc(sizeof(size_t) + size));
-        if (!block) throw std::bad_alloc();
-        std::memcpy(block, &size, sizeof size);
-        out = block + sizeof(size_t);
-        try {
-            frame.rebuild(out, size, &QueuedFrames::release, &queued_);
-        } catch (...) {  // libzmq did not take the block: its free function will not run
-            std::free(block);
-            throw;
-        }
-        queued_.bytes.fetch_add(size);
-    }
+    zmq::message_t frame = size < kCountedFrameBytes ? zmq::message_t(size) : counted_frame(size);
+    auto* out = static_cast<char*>(frame.data());
     std::memcpy(out, envelope.data(), envelope.size());
     if (!body.empty()) std::memcpy(out + envelope.size(), body.data(), body.size());
     try {

@@ -46,6 +46,7 @@ private:
         static void release(void* data, void* hint);
     };
 
+    zmq::message_t counted_frame(size_t size);  // a frame of ours, counted in queued_
     void drain();
     void drain_monitor();
     void wake_waiters();

@@ -60,10 +60,10 @@ class TwoBridgesOnOneHandler(TwoBridges):
         def served():
             return [sum(" /status.php?i=" in line for line in lines(log)) for log in self.logs]
         wait_until(lambda: sum(served()) >= 1000, what="1000 access log lines")
-        served = served()
-        self.assertEqual(sum(served), 1000, served)
-        for count in served:
-            self.assertGreaterEqual(count, 300, served)
+        counts = served()
+        self.assertEqual(sum(counts), 1000, counts)
+        for count in counts:
+            self.assertGreaterEqual(count, 300, counts)
 
     def test_one_bridge_stopped_the_other_serves_the_handler(self):
         self.bridges[1].stop()
