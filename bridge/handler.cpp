@@ -411,12 +411,30 @@ size_t Handler::send_window(uint64_t conn) {
     return 0;
 }
 
+// Under download credits, half the window: one message goes out whole while
+// the one before it is still being written.
+size_t Handler::frame_limit(uint64_t conn) {
+    auto it = conns_.find(conn);
+    if (it == conns_.end() || it->second.window == 0) return SIZE_MAX;
+    return static_cast<size_t>(it->second.window - std::min(it->second.window, kWindowMargin)) / 2;
+}
+
 void Handler::send_to(const std::string& sender, uint64_t conn, std::string_view bytes) {
     link_.send(reply_envelope(sender, conn), bytes);
+    count_sent(conn, bytes.size());
+}
+
+void Handler::send_to(const std::string& sender, uint64_t conn, OutFrame frame) {
+    size_t size = frame.size();
+    link_.send(reply_envelope(sender, conn), std::move(frame));
+    count_sent(conn, size);
+}
+
+void Handler::count_sent(uint64_t conn, size_t bytes) {
     auto it = conns_.find(conn);
     if (it == conns_.end()) return;
     if (it->second.window > 0)
-        it->second.outstanding += bytes.size();
+        it->second.outstanding += bytes;
     else
         it->second.tokens -= 1;
 }

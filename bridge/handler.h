@@ -57,7 +57,9 @@ public:
 
     // TransactionOwner
     size_t send_window(uint64_t conn_id) override;
+    size_t frame_limit(uint64_t conn_id) override;
     void send_to(const std::string& sender, uint64_t conn_id, std::string_view bytes) override;
+    void send_to(const std::string& sender, uint64_t conn_id, OutFrame frame) override;
     void released(Transaction& t) override;
     void finished(Transaction& t) override;
     void hold(Transaction& t) override;
@@ -124,6 +126,7 @@ private:
     void schedule_deliveries();
     bool send_delivery_batch(Delivery& d);
     void run_deliveries();
+    void count_sent(uint64_t conn, size_t bytes);  // credits or a pacing token
     void wake_paced();
     void keepalive_tick();
     void check_shutdown();

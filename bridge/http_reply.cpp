@@ -118,13 +118,9 @@ std::string build_head(const ReplyHead& head, const ReplyContext& ctx, Framing f
     return out;
 }
 
-void append_chunk(std::string& out, std::string_view data) {
-    if (data.empty()) return;  // an empty chunk would end the body
-    char size[20];
-    int n = snprintf(size, sizeof size, "%zx\r\n", data.size());
-    out.append(size, static_cast<size_t>(n));
-    out += data;
-    out += "\r\n";
+std::string_view chunk_size_line(size_t size, char (&buf)[20]) {
+    int n = snprintf(buf, sizeof buf, "%zx\r\n", size);
+    return std::string_view(buf, static_cast<size_t>(n));
 }
 
 std::string build_error_reply(int status, const ReplyContext& ctx, std::time_t now,

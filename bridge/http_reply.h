@@ -48,7 +48,8 @@ bool must_close(const ReplyContext& ctx, Framing framing);
 std::string build_head(const ReplyHead& head, const ReplyContext& ctx, Framing framing, uint64_t content_length,
                        std::time_t now);
 
-void append_chunk(std::string& out, std::string_view data);
+// The line in front of a chunk of `size` bytes ("1a\r\n"), written into `buf`.
+std::string_view chunk_size_line(size_t size, char (&buf)[20]);
 inline constexpr std::string_view kLastChunk = "0\r\n\r\n";
 
 // A short plain-text reply the bridge writes itself (errors, 503...).

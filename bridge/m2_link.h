@@ -8,6 +8,8 @@
 #include <string>
 #include <string_view>
 
+#include "bridge/out_frame.h"
+
 namespace m2b {
 
 class Mongrel2Link {
@@ -24,10 +26,13 @@ public:
         message += body;
         send(message);
     }
+    // The same, with the body already in a frame with room for the envelope in
+    // front: the ZeroMQ sockets send that block itself, with no copy.
+    virtual void send(std::string_view envelope, OutFrame frame) { send(envelope, frame.view()); }
     // Shutdown: no more requests are read; replies still go out.
     virtual void stop_receiving() = 0;
-    // Bytes of large frames handed to send() that have not reached Mongrel2
-    // yet. A sender that can wait (a delivery's fan-out) keeps this bounded.
+    // Bytes of frames handed to send() as OutFrames, or large, that have not
+    // reached Mongrel2 yet. A sender that can wait (a delivery's fan-out) keeps this bounded.
     virtual size_t queued_bytes() const = 0;
     // Calls `ready` on a later loop turn, once queued_bytes() <= `below`.
     virtual void when_queued_below(size_t below, std::function<void()> ready) = 0;

@@ -18,20 +18,18 @@ namespace m2b {
 
 namespace {
 constexpr int kMessagesPerTurn = 512;  // then let backends and timers run
-// Smaller frames are copied by libzmq as before and not counted: they cost
-// little each, and what sends many of them (a fan-out) is bounded by ids.
+// Smaller frames given as bytes are copied by libzmq and not counted: they
+// cost little each, and what sends many of them (a fan-out) is bounded by ids.
 constexpr size_t kCountedFrameBytes = 16 * 1024;
 std::atomic<int> monitor_count{0};
 }  // namespace
 
-// A counted frame is allocated with its size in front, so that the release
-// (on libzmq's I/O thread, with only the data pointer) knows what to subtract.
+// A counted frame is an OutFrame handed over: the block and its count sit in
+// front of the data, since the release (on libzmq's I/O thread) gets only the
+// data pointer.
 void Mongrel2Sockets::QueuedFrames::release(void* data, void* hint) {
     auto* queued = static_cast<QueuedFrames*>(hint);
-    char* block = static_cast<char*>(data) - sizeof(size_t);
-    size_t size = 0;
-    std::memcpy(&size, block, sizeof size);
-    std::free(block);
+    size_t size = OutFrame::free_handed_over(data);
     // seq_cst here and in when_queued_below: each side writes one variable and
     // then reads the other, and neither read may come before the other's write.
     size_t left = queued->bytes.fetch_sub(size) - size;
@@ -103,27 +101,41 @@ void Mongrel2Sockets::send(std::string_view message) {
     }
 }
 
-// As any allocation here: out of memory throws, it does not drop a reply's bytes.
-zmq::message_t Mongrel2Sockets::counted_frame(size_t size) {
-    char* block = static_cast<char*>(std::malloc(sizeof(size_t) + size));
-    if (!block) throw std::bad_alloc();
-    std::memcpy(block, &size, sizeof size);
-    try {
-        zmq::message_t frame(block + sizeof(size_t), size, &QueuedFrames::release, &queued_);
-        queued_.bytes.fetch_add(size);
-        return frame;
-    } catch (...) {  // libzmq did not take the block: its free function will not run
-        std::free(block);
-        throw;
-    }
-}
-
 void Mongrel2Sockets::send(std::string_view envelope, std::string_view body) {
     size_t size = envelope.size() + body.size();
-    zmq::message_t frame = size < kCountedFrameBytes ? zmq::message_t(size) : counted_frame(size);
+    if (size >= kCountedFrameBytes) {
+        OutFrame frame(envelope.size(), body.size());
+        frame.append(body);
+        send(envelope, std::move(frame));
+        return;
+    }
+    zmq::message_t frame(size);
     auto* out = static_cast<char*>(frame.data());
     std::memcpy(out, envelope.data(), envelope.size());
     if (!body.empty()) std::memcpy(out + envelope.size(), body.data(), body.size());
+    publish(frame);
+}
+
+// As any allocation here: out of memory throws, it does not drop a reply's bytes.
+void Mongrel2Sockets::send(std::string_view envelope, OutFrame frame) {
+    if (!frame.prepend(envelope)) {  // a sender longer than the room left for it
+        send(envelope, frame.view());
+        return;
+    }
+    size_t size = frame.size();
+    char* data = frame.hand_over(size);
+    zmq::message_t message;
+    try {
+        message.rebuild(data, size, &QueuedFrames::release, &queued_);
+    } catch (...) {  // libzmq did not take the block: its free function will not run
+        OutFrame::free_handed_over(data);
+        throw;
+    }
+    queued_.bytes.fetch_add(size);
+    publish(message);
+}
+
+void Mongrel2Sockets::publish(zmq::message_t& frame) {
     try {
         pub_.send(frame, zmq::send_flags::dontwait);
     } catch (const zmq::error_t& e) {

@@ -31,12 +31,14 @@ public:
     // Single-frame, non-blocking. PUB never blocks; with no HWM it never drops either.
     void send(std::string_view message) override;
     void send(std::string_view envelope, std::string_view body) override;
+    void send(std::string_view envelope, OutFrame frame) override;
     void stop_receiving() override;
     size_t queued_bytes() const override { return queued_.bytes.load(std::memory_order_relaxed); }
     void when_queued_below(size_t below, std::function<void()> ready) override;
 
 private:
-    // Large frames ZeroMQ holds for Mongrel2: counted when sent, and again by
+    // Frames ZeroMQ holds for Mongrel2 (OutFrames handed over, and copies of
+    // large ones): counted when sent, and again by
     // libzmq's I/O thread when it has written (or dropped) them, which also
     // wakes the loop through `wake_fd` if someone waits for the count to fall.
     struct QueuedFrames {
@@ -46,7 +48,7 @@ private:
         static void release(void* data, void* hint);
     };
 
-    zmq::message_t counted_frame(size_t size);  // a frame of ours, counted in queued_
+    void publish(zmq::message_t& frame);
     void drain();
     void drain_monitor();
     void wake_waiters();

@@ -5,6 +5,13 @@
 
 namespace m2b {
 
+namespace {
+constexpr size_t kHeadRoom = 1024 + 32;           // a collected reply's head, and a chunk size line
+constexpr size_t kTailRoom = 16;                  // a chunk's CRLF and the last chunk
+constexpr size_t kCollectRoom = 1024 * 1024;      // beyond it a collected body grows by realloc
+constexpr size_t kSmallestFrame = 4096;
+}  // namespace
+
 ReplyStream::ReplyStream(Loop& loop, ReplyConnection& connection, ReplyContext ctx, ReplyLimits limits)
     : loop_(loop), connection_(connection), ctx_(ctx), limits_(limits) {}
 
@@ -32,27 +39,21 @@ void ReplyStream::body(std::string_view bytes) {
     if (state_ != State::Collecting && state_ != State::Streaming) return;
     body_received_ += bytes.size();
     if (discard_body_ || bytes.empty()) return;
-    if (state_ == State::Streaming && framing_ != Framing::Chunked) {
-        // Nothing to write in front of these bytes: framed as they come, one copy fewer.
-        frame(bytes, false);
-        if (buffered() >= limits_.buffer_limit) {
-            cancel_flush();
-            pump();
+    if (state_ == State::Collecting) {
+        // With the length known, a message no larger than the frame limit
+        // loses nothing; without it, the whole limit keeps Content-Length.
+        size_t most = declared_length_ ? std::min(limits_.buffer_limit, frame_capacity()) : limits_.buffer_limit;
+        if (collected_.size() + bytes.size() < most) {
+            collect(bytes);
+            update_backend_pause();
             return;
         }
-        arm_flush();
-        update_backend_pause();
-        return;
-    }
-    pending_ += bytes;
-    if (pending_.size() >= limits_.buffer_limit) {
         // Too large for one message: stream now instead of waiting for the timer.
-        if (state_ == State::Collecting) {
-            start_streaming();
-            return;
-        }
+        start_streaming();
+    }
+    frame(bytes, false);
+    if (buffered() >= limits_.buffer_limit) {
         cancel_flush();
-        frame_pending(false);
         pump();
         return;
     }
@@ -67,7 +68,7 @@ void ReplyStream::end() {
             return;
         case State::Streaming: {
             cancel_flush();
-            frame_pending(true);
+            frame({}, true);
             bool short_body = framing_ == Framing::ContentLength && body_framed_ < *declared_length_;
             if (raw_)
                 close_pending_ = close_at_end_;
@@ -89,7 +90,6 @@ void ReplyStream::abort() {
     }
     if (state_ != State::Streaming) return;
     cancel_flush();
-    frame_pending(false);
     close_pending_ = true;
     state_ = State::Ending;
     pump();
@@ -101,7 +101,7 @@ void ReplyStream::error(int status, std::vector<std::pair<std::string, std::stri
         return;
     }
     cancel_timers();
-    pending_.clear();
+    collected_ = OutFrame();
     state_ = State::Ending;
     if (!raw_) {  // a JSON socket has no status line to carry it
         queue(build_error_reply(status, ctx_, std::time(nullptr), std::move(extra)));
@@ -113,9 +113,9 @@ void ReplyStream::error(int status, std::vector<std::pair<std::string, std::stri
 void ReplyStream::cancel() {
     cancel_timers();
     state_ = State::Done;
-    pending_.clear();
+    collected_ = OutFrame();
     outbox_.clear();
-    outbox_pos_ = 0;
+    outbox_bytes_ = 0;
     close_pending_ = false;
 }
 
@@ -123,13 +123,46 @@ void ReplyStream::writable() {
     if (state_ != State::Idle && state_ != State::Done) pump();
 }
 
+// The collected body goes on as the first message, framed where it lies.
 void ReplyStream::start_streaming() {
     cancel_flush();
     framing_ = declared_length_ ? Framing::ContentLength : choose_framing(ctx_, head_.status, -1);
-    queue(build_head(head_, ctx_, framing_, declared_length_.value_or(0), std::time(nullptr)));
+    std::string head = build_head(head_, ctx_, framing_, declared_length_.value_or(0), std::time(nullptr));
     state_ = State::Streaming;
-    frame_pending(false);
-    pump();
+    OutFrame body = std::move(collected_);
+    collected_ = OutFrame();
+    if (body.empty() || framing_ == Framing::None) {
+        queue(head);
+        return;
+    }
+    if (framing_ == Framing::ContentLength && body.size() > *declared_length_) {
+        overflowed_ = true;
+        body.truncate(*declared_length_);
+    }
+    if (framing_ == Framing::Chunked) {
+        char buf[20];
+        size_t bytes = body.size();
+        // collect() left room for both; were it not so, the bytes are framed again.
+        if (body.tailroom() < 2 || !body.prepend(chunk_size_line(bytes, buf))) {
+            queue(head);
+            frame(body.view(), false);
+            return;
+        }
+        body.append("\r\n");
+        body_framed_ += bytes;
+    } else {
+        body_framed_ += body.size();
+    }
+    queue_in_front(head, std::move(body));
+}
+
+// Body bytes while the length is unknown. The first ones allocate room for
+// the whole limit (untouched pages cost nothing), so the body is not moved.
+void ReplyStream::collect(std::string_view bytes) {
+    if (!collected_.allocated())
+        collected_ = OutFrame(OutFrame::kEnvelopeRoom + kHeadRoom, std::min(limits_.buffer_limit, kCollectRoom) + kTailRoom);
+    collected_.reserve_tail(bytes.size() + kTailRoom);
+    collected_.append(bytes);
 }
 
 // Appends body bytes to the outbox in the reply's framing: a chunk (and the
@@ -137,13 +170,14 @@ void ReplyStream::start_streaming() {
 // the bytes as they are.
 void ReplyStream::frame(std::string_view bytes, bool final) {
     if (framing_ == Framing::Chunked) {
-        if (outbox_pos_ == outbox_.size()) {
-            outbox_.clear();
-            outbox_pos_ = 0;
+        if (!bytes.empty()) {  // an empty chunk would end the body
+            char buf[20];
+            queue(chunk_size_line(bytes.size(), buf));
+            queue(bytes);
+            queue("\r\n");
+            body_framed_ += bytes.size();
         }
-        append_chunk(outbox_, bytes);
-        if (final) outbox_ += kLastChunk;
-        body_framed_ += bytes.size();
+        if (final) queue(kLastChunk);
     } else if (framing_ != Framing::None) {
         if (framing_ == Framing::ContentLength) {
             uint64_t room = *declared_length_ - body_framed_;
@@ -157,14 +191,9 @@ void ReplyStream::frame(std::string_view bytes, bool final) {
     }
 }
 
-void ReplyStream::frame_pending(bool final) {
-    frame(pending_, final);
-    pending_.clear();
-}
-
 void ReplyStream::end_whole() {
     cancel_flush();
-    uint64_t length = discard_body_ ? declared_length_.value_or(body_received_) : pending_.size();
+    uint64_t length = discard_body_ ? declared_length_.value_or(body_received_) : collected_.size();
     if (declared_length_ && !discard_body_) {
         if (length < *declared_length_) {
             // Nothing was sent yet: the client gets an honest error, not a short body.
@@ -174,28 +203,59 @@ void ReplyStream::end_whole() {
         }
         if (length > *declared_length_) {
             overflowed_ = true;
-            pending_.resize(*declared_length_);
-            length = pending_.size();
+            collected_.truncate(*declared_length_);
+            length = collected_.size();
         }
     }
     framing_ = choose_framing(ctx_, head_.status, static_cast<int64_t>(length));
-    queue(build_head(head_, ctx_, framing_, length, std::time(nullptr)));
-    if (!discard_body_ && framing_ != Framing::None) queue(pending_);
-    pending_.clear();
-    close_pending_ = must_close(ctx_, framing_);
+    std::string head = build_head(head_, ctx_, framing_, length, std::time(nullptr));
+    OutFrame body = std::move(collected_);
+    collected_ = OutFrame();
     state_ = State::Ending;
+    if (!discard_body_ && framing_ != Framing::None && !body.empty())
+        queue_in_front(head, std::move(body));
+    else
+        queue(head);
+    close_pending_ = must_close(ctx_, framing_);
     pump();
 }
 
+// Appends to the last message while it has room, then starts new ones. A
+// message that ends the reply gets only the room it needs.
 void ReplyStream::queue(std::string_view framed) {
-    if (outbox_pos_ == outbox_.size()) {
-        outbox_.clear();
-        outbox_pos_ = 0;
-    } else if (outbox_pos_ > outbox_.size() / 2) {
-        outbox_.erase(0, outbox_pos_);
-        outbox_pos_ = 0;
+    size_t capacity = frame_capacity();
+    while (!framed.empty()) {
+        size_t room = 0;
+        if (!outbox_.empty() && outbox_.back().size() < capacity)
+            room = std::min(outbox_.back().tailroom(), capacity - outbox_.back().size());
+        if (room == 0) {
+            outbox_.emplace_back(OutFrame::kEnvelopeRoom, state_ == State::Ending ? std::min(capacity, framed.size()) : capacity);
+            room = capacity;
+        }
+        size_t n = outbox_.back().append(framed.substr(0, room));
+        framed.remove_prefix(n);
+        outbox_bytes_ += n;
     }
-    outbox_ += framed;
+}
+
+void ReplyStream::queue_frame(OutFrame frame) {
+    outbox_bytes_ += frame.size();
+    outbox_.push_back(std::move(frame));
+}
+
+// A head in front of bytes already framed: written into the room left for it,
+// or, for a head larger than that room, both copied into new messages.
+void ReplyStream::queue_in_front(std::string_view head, OutFrame body) {
+    if (body.prepend(head)) {
+        queue_frame(std::move(body));
+        return;
+    }
+    queue(head);
+    queue(body.view());
+}
+
+size_t ReplyStream::frame_capacity() {
+    return std::max(kSmallestFrame, std::min(limits_.buffer_limit, connection_.frame_limit()));
 }
 
 void ReplyStream::arm_flush() {
@@ -204,30 +264,44 @@ void ReplyStream::arm_flush() {
         flush_timer_ = 0;
         if (state_ == State::Collecting) {
             start_streaming();
+            pump();
         } else if (state_ == State::Streaming && buffered() > 0) {
-            frame_pending(false);
             pump();
         }
     });
 }
 
-// Hands framed bytes to Mongrel2 as far as the connection's window allows.
+// Hands framed bytes to Mongrel2 as far as the connection's window allows: a
+// message that fits goes as it is; one cut at the window is copied.
 void ReplyStream::pump() {
     bool blocked = false;
-    while (outbox_pos_ < outbox_.size()) {
-        size_t n = std::min(outbox_.size() - outbox_pos_, connection_.send_window());
+    while (!outbox_.empty()) {
+        OutFrame& front = outbox_.front();
+        size_t n = front.size();
         if (n == 0) {
+            outbox_.erase(outbox_.begin());
+            continue;
+        }
+        size_t window = connection_.send_window();
+        if (window == 0) {
             blocked = true;
             break;
         }
-        connection_.send(std::string_view(outbox_).substr(outbox_pos_, n));
-        outbox_pos_ += n;
+        if (n <= window) {
+            OutFrame whole = std::move(front);
+            outbox_.erase(outbox_.begin());
+            outbox_bytes_ -= n;
+            connection_.send(std::move(whole));
+        } else {
+            n = window;
+            connection_.send(front.view().substr(0, n));
+            front.consume(n);
+            outbox_bytes_ -= n;
+        }
         bytes_sent_ += n;
         last_progress_ = Loop::now();
     }
-    if (outbox_pos_ == outbox_.size()) {
-        outbox_.clear();
-        outbox_pos_ = 0;
+    if (outbox_.empty()) {
         if (state_ == State::Ending && close_pending_) {
             if (connection_.send_window() == 0) {
                 blocked = true;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "bridge/http_reply.h"
+#include "bridge/out_frame.h"
 #include "base/loop.h"
 
 namespace m2b {
@@ -26,9 +27,14 @@ public:
     virtual ~ReplyConnection() = default;
     // Bytes that may go to the client now; 0 means wait for writable().
     virtual size_t send_window() = 0;
+    // The largest message worth building: a frame that fits the window whole
+    // goes out without a copy.
+    virtual size_t frame_limit() { return SIZE_MAX; }
     // One Mongrel2 message to the client; empty `bytes` closes the connection
     // after what is queued.
     virtual void send(std::string_view bytes) = 0;
+    // One message whose bytes are handed over, not copied.
+    virtual void send(OutFrame frame) { send(frame.view()); }
     // Stop (true) or restart (false) reading the backend.
     virtual void backend_paused(bool paused) = 0;
     // After end(): every byte was handed to Mongrel2.
@@ -85,16 +91,16 @@ public:
     bool started() const { return state_ != State::Idle; }
     uint64_t bytes_sent() const { return bytes_sent_; }
     uint64_t body_received() const { return body_received_; }
-    size_t buffered() const { return pending_.size() + (outbox_.size() - outbox_pos_); }
+    size_t buffered() const { return collected_.size() + outbox_bytes_; }
     // How long the connection has taken nothing while bytes wait (zero if none wait).
     Loop::Clock::duration stalled_for() const {
         return stall_timer_ ? Loop::now() - last_progress_ : Loop::Clock::duration::zero();
     }
 
 private:
+    void collect(std::string_view bytes);
     void start_streaming();
     void frame(std::string_view bytes, bool final);
-    void frame_pending(bool final);
     void end_whole();
     void arm_flush();
     void pump();
@@ -104,6 +110,9 @@ private:
     void cancel_flush();
     void cancel_timers();
     void queue(std::string_view framed);
+    void queue_frame(OutFrame frame);
+    void queue_in_front(std::string_view head, OutFrame body);
+    size_t frame_capacity();
 
     Loop& loop_;
     ReplyConnection& connection_;
@@ -121,9 +130,12 @@ private:
     uint64_t body_framed_ = 0;
     bool overflowed_ = false;  // the app printed more than its Content-Length
 
-    std::string pending_;  // body bytes not framed yet
-    std::string outbox_;   // framed bytes not handed to Mongrel2 yet, from outbox_pos_
-    size_t outbox_pos_ = 0;
+    // Collecting: the body so far, with room in front for the head and the
+    // envelope, so that a one-message reply is not copied again.
+    OutFrame collected_;
+    // Framed bytes not handed to Mongrel2 yet, as the messages they will be.
+    std::vector<OutFrame> outbox_;
+    size_t outbox_bytes_ = 0;
     bool close_pending_ = false;
     bool backend_paused_ = false;
     uint64_t bytes_sent_ = 0;

@@ -31,8 +31,12 @@ public:
     virtual ~TransactionOwner() = default;
     // Download flow control and pacing: bytes that may go to this connection now.
     virtual size_t send_window(uint64_t conn_id) = 0;
+    // The largest message worth building for this connection.
+    virtual size_t frame_limit(uint64_t conn_id) = 0;
     // One message to the client (empty: close after what is queued).
     virtual void send_to(const std::string& sender, uint64_t conn_id, std::string_view bytes) = 0;
+    // The same, handed over without a copy.
+    virtual void send_to(const std::string& sender, uint64_t conn_id, OutFrame frame) = 0;
     // The backend is done with this request: its slot is free.
     virtual void released(Transaction& t) = 0;
     // The reply is handed over (or abandoned): the next request may start.
@@ -108,8 +112,12 @@ public:
 private:
     // ReplyConnection
     size_t send_window() override { return discard_own_reply_ ? SIZE_MAX : owner_.send_window(request_.conn_id); }
+    size_t frame_limit() override { return owner_.frame_limit(request_.conn_id); }
     void send(std::string_view bytes) override {
         if (!discard_own_reply_) owner_.send_to(request_.sender, request_.conn_id, bytes);
+    }
+    void send(OutFrame frame) override {
+        if (!discard_own_reply_) owner_.send_to(request_.sender, request_.conn_id, std::move(frame));
     }
     void backend_paused(bool paused) override;
     void reply_flushed() override;

@@ -17,7 +17,7 @@ CODEC="bridge/netstring.cpp bridge/json_headers.cpp bridge/m2_request.cpp bridge
   adapters/fastcgi/record.cpp adapters/status_line.cpp adapters/stream/scgi.cpp adapters/stream/uwsgi.cpp
   adapters/request_body.cpp bridge/file_reply.cpp"
 # The handler's message path, for fuzz_handler only.
-CORE="base/loop.cpp base/log.cpp bridge/handler.cpp bridge/transaction.cpp bridge/reply_stream.cpp
+CORE="base/loop.cpp base/log.cpp bridge/handler.cpp bridge/transaction.cpp bridge/reply_stream.cpp bridge/out_frame.cpp
   bridge/access_log.cpp bridge/file_body.cpp"
 # The config reader, for fuzz_config_file only.
 CONFIG="bridge/config.cpp bridge/config_options.cpp bridge/config_file.cpp bridge/modes.cpp adapters/backend_address.cpp

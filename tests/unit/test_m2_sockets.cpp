@@ -92,7 +92,7 @@ TEST_CASE("large replies count as queued until Mongrel2 has them, and a waiter w
     CHECK(sockets.queued_bytes() <= frame);
 }
 
-TEST_CASE("small replies are not counted, and a waiter whose mark is met already wakes on the next turn") {
+TEST_CASE("small replies given as bytes are not counted, and a waiter whose mark is met already wakes on the next turn") {
     FakeMongrel2 m2;
     Loop loop;
     Mongrel2Sockets sockets(loop, m2.send_spec, m2.recv_spec);
@@ -107,4 +107,37 @@ TEST_CASE("small replies are not counted, and a waiter whose mark is met already
     CHECK_FALSE(woken);  // never from inside the call
     loop.run_once(0);
     CHECK(woken);
+}
+
+TEST_CASE("frames handed over reach Mongrel2 with their envelope in front, and count until they have") {
+    FakeMongrel2 m2;
+    Loop loop;
+    Mongrel2Sockets sockets(loop, m2.send_spec, m2.recv_spec);
+    wait_until_subscribed(loop, sockets, m2);
+
+    // Small ones count too: 48 MiB of 4 KiB frames while the peer reads nothing.
+    const size_t frame = 4096;
+    const int frames = 48 * 256;
+    std::string body(frame - 10, 'z');
+    for (int i = 0; i < frames; ++i) {
+        OutFrame f(OutFrame::kEnvelopeRoom, body.size());
+        f.append(body);
+        sockets.send("0123456789", std::move(f));
+    }
+    CHECK(sockets.queued_bytes() > 16 * 1024 * 1024);
+    for (int i = 0; i < frames; ++i) {
+        std::string got = m2.receive();
+        REQUIRE(got.size() == frame);
+        CHECK(got.compare(0, 12, "0123456789zz") == 0);
+    }
+
+    // A sender longer than the room in front: the frame is copied, not lost.
+    std::string sender(200, 's');
+    OutFrame tight(OutFrame::kEnvelopeRoom, 16);
+    tight.append("body");
+    sockets.send(sender + " 1:7, ", std::move(tight));
+    CHECK(m2.receive() == sender + " 1:7, body");
+
+    for (int i = 0; i < 500 && sockets.queued_bytes() > 0; ++i) loop.run_once(2);
+    CHECK(sockets.queued_bytes() == 0);
 }

@@ -13,16 +13,26 @@ namespace {
 // Stands in for the transaction and handler: records what would go to Mongrel2.
 struct FakeConnection : ReplyConnection {
     size_t window = SIZE_MAX;  // SIZE_MAX: take everything; else bytes until writable()
+    size_t largest_frame = SIZE_MAX;
     std::vector<std::string> messages;
+    int handed_over = 0;  // messages given as frames, not copied
+    int copied = 0;
     bool paused = false;
     int pause_changes = 0;
     int flushed = 0;
     int stalled = 0;
 
     size_t send_window() override { return window; }
+    size_t frame_limit() override { return largest_frame; }
     void send(std::string_view bytes) override {
+        if (!bytes.empty()) ++copied;
         messages.emplace_back(bytes);
         if (window != SIZE_MAX) window -= std::min(window, bytes.size());
+    }
+    void send(OutFrame frame) override {
+        ++handed_over;
+        messages.emplace_back(frame.view());
+        if (window != SIZE_MAX) window -= std::min(window, frame.size());
     }
     void backend_paused(bool p) override {
         paused = p;
@@ -212,4 +222,72 @@ TEST_CASE("cancel stops every timer and call") {
     run_for(loop, 60ms);
     CHECK(conn.messages.empty());
     CHECK(conn.stalled == 0);
+}
+
+TEST_CASE("a one-message reply is handed over with its head in front of the collected body, not copied") {
+    Loop loop;
+    FakeConnection conn;
+    ReplyStream s(loop, conn, ReplyContext{}, limits(1024 * 1024));
+    s.begin(text_head(), std::nullopt);
+    s.body("hello, ");
+    s.body("world");
+    s.end();
+    REQUIRE(conn.messages.size() == 1);
+    CHECK(conn.handed_over == 1);
+    CHECK(conn.copied == 0);
+    CHECK(conn.messages[0].starts_with("HTTP/1.1 200 OK\r\n"));
+    CHECK(conn.messages[0].ends_with("Content-Length: 12\r\n\r\nhello, world"));
+}
+
+TEST_CASE("a collected body that goes on streaming is framed where it lies") {
+    Loop loop;
+    FakeConnection conn;
+    ReplyStream s(loop, conn, ReplyContext{}, limits(1024 * 1024));
+    s.begin(text_head(), std::nullopt);
+    s.body("first");
+    run_for(loop, 40ms);  // the flush delay: the head and the first chunk go together
+    REQUIRE(conn.messages.size() == 1);
+    CHECK(conn.messages[0].find("Transfer-Encoding: chunked\r\n") != std::string::npos);
+    CHECK(conn.messages[0].ends_with("\r\n\r\n5\r\nfirst\r\n"));
+    s.body("second");
+    s.end();
+    CHECK(conn.messages.back() == "6\r\nsecond\r\n0\r\n\r\n");
+    CHECK(conn.copied == 0);
+    CHECK(conn.flushed == 1);
+}
+
+TEST_CASE("a message cut at the window is copied up to the cut, and the rest is handed over whole") {
+    Loop loop;
+    FakeConnection conn;
+    conn.window = 1000;
+    ReplyStream s(loop, conn, ReplyContext{}, limits(2048));
+    s.begin(text_head(), 3000);
+    s.body(std::string(3000, 'a'));  // past the limit: streams at once
+    s.end();
+    REQUIRE(conn.messages.size() == 1);
+    CHECK(conn.copied == 1);
+    CHECK(conn.messages[0].size() == 1000);
+    conn.window = SIZE_MAX;
+    s.writable();
+    CHECK(conn.handed_over == 1);
+    CHECK(conn.copied == 1);
+    std::string all = conn.all();
+    CHECK(all.find("Content-Length: 3000\r\n") != std::string::npos);
+    CHECK(all.ends_with("\r\n\r\n" + std::string(3000, 'a')));
+    CHECK(conn.flushed == 1);
+}
+
+TEST_CASE("messages are built no larger than the connection's frame limit, so each fits its window whole") {
+    Loop loop;
+    FakeConnection conn;
+    conn.largest_frame = 4096;  // half a download-credit window
+    ReplyStream s(loop, conn, ReplyContext{}, limits(64 * 1024));
+    s.begin(text_head(), 20000);
+    s.body(std::string(20000, 'b'));
+    run_for(loop, 40ms);
+    s.end();
+    CHECK(conn.messages.size() >= 5);
+    for (const auto& m : conn.messages) CHECK(m.size() <= 4096);
+    CHECK(conn.copied == 0);
+    CHECK(conn.all().ends_with("\r\n\r\n" + std::string(20000, 'b')));
 }

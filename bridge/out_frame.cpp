@@ -1,0 +1,85 @@
+#include "bridge/out_frame.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <utility>
+
+namespace m2b {
+
+OutFrame::OutFrame(size_t headroom, size_t capacity)
+    : begin_(kTagSize + headroom), end_(begin_), capacity_(begin_ + capacity) {
+    block_ = static_cast<char*>(std::malloc(capacity_));
+    if (!block_) throw std::bad_alloc();
+}
+
+OutFrame::~OutFrame() { std::free(block_); }
+
+OutFrame::OutFrame(OutFrame&& other) noexcept
+    : block_(std::exchange(other.block_, nullptr)), begin_(std::exchange(other.begin_, 0)),
+      end_(std::exchange(other.end_, 0)), capacity_(std::exchange(other.capacity_, 0)) {}
+
+OutFrame& OutFrame::operator=(OutFrame&& other) noexcept {
+    if (this != &other) {
+        std::free(block_);
+        block_ = std::exchange(other.block_, nullptr);
+        begin_ = std::exchange(other.begin_, 0);
+        end_ = std::exchange(other.end_, 0);
+        capacity_ = std::exchange(other.capacity_, 0);
+    }
+    return *this;
+}
+
+size_t OutFrame::append(std::string_view bytes) {
+    size_t n = std::min(bytes.size(), tailroom());
+    if (n == 0) return 0;
+    std::memcpy(block_ + end_, bytes.data(), n);
+    end_ += n;
+    return n;
+}
+
+bool OutFrame::prepend(std::string_view bytes) {
+    if (!block_ || bytes.size() > headroom()) return false;
+    begin_ -= bytes.size();
+    if (!bytes.empty()) std::memcpy(block_ + begin_, bytes.data(), bytes.size());
+    return true;
+}
+
+void OutFrame::reserve_tail(size_t bytes) {
+    if (!block_ || tailroom() >= bytes) return;
+    size_t capacity = end_ + bytes;
+    auto* grown = static_cast<char*>(std::realloc(block_, capacity));
+    if (!grown) throw std::bad_alloc();
+    block_ = grown;
+    capacity_ = capacity;
+}
+
+void OutFrame::consume(size_t n) { begin_ += std::min(n, size()); }
+
+void OutFrame::truncate(size_t n) { end_ = begin_ + std::min(n, size()); }
+
+char* OutFrame::hand_over(size_t counted) {
+    // Shrinking in place: glibc splits the chunk (or mremaps a mapped one) without moving it.
+    if (capacity_ - end_ > 4096) {
+        if (auto* shrunk = static_cast<char*>(std::realloc(block_, end_))) {
+            block_ = shrunk;
+            capacity_ = end_;
+        }
+    }
+    char* data = block_ + begin_;
+    Tag tag{block_, counted};
+    std::memcpy(data - kTagSize, &tag, sizeof tag);
+    block_ = nullptr;
+    begin_ = end_ = capacity_ = 0;
+    return data;
+}
+
+size_t OutFrame::free_handed_over(void* data) {
+    Tag tag;
+    std::memcpy(&tag, static_cast<char*>(data) - kTagSize, sizeof tag);
+    std::free(tag.block);
+    return tag.counted;
+}
+
+}  // namespace m2b

@@ -1,0 +1,64 @@
+// One message for Mongrel2 while it is being written: a malloc'd block with
+// room in front. The envelope (and a collected reply's head) go in front of
+// body bytes already in place, and the finished block is handed to ZeroMQ as
+// the frame itself (Mongrel2Sockets::send), so a response byte is copied once
+// in user space: into this block.
+#pragma once
+
+#include <cstddef>
+#include <string_view>
+
+namespace m2b {
+
+class OutFrame {
+public:
+    // Room in front for an envelope "SENDER LEN:ID, " with a UUID sender.
+    static constexpr size_t kEnvelopeRoom = 96;
+
+    OutFrame() = default;
+    // Room for `capacity` bytes, and `headroom` more in front. Throws std::bad_alloc.
+    OutFrame(size_t headroom, size_t capacity);
+    ~OutFrame();
+    OutFrame(OutFrame&& other) noexcept;
+    OutFrame& operator=(OutFrame&& other) noexcept;
+    OutFrame(const OutFrame&) = delete;
+    OutFrame& operator=(const OutFrame&) = delete;
+
+    bool allocated() const { return block_ != nullptr; }
+    size_t size() const { return end_ - begin_; }
+    bool empty() const { return begin_ == end_; }
+    size_t headroom() const { return begin_ - kTagSize; }
+    size_t tailroom() const { return capacity_ - end_; }
+    std::string_view view() const { return {block_ ? block_ + begin_ : nullptr, size()}; }
+
+    // Appends what fits of `bytes` and says how much that was.
+    size_t append(std::string_view bytes);
+    // Puts `bytes` in front; false, and nothing changed, without room for them.
+    bool prepend(std::string_view bytes);
+    // More room at the end (realloc: a large block grows without a copy).
+    void reserve_tail(size_t bytes);
+    void consume(size_t n);  // the first n bytes went out another way
+    void truncate(size_t n);  // keeps the first n bytes
+
+    // Gives the block up as a frame for a free function that has only the
+    // data pointer (libzmq's): returns the first byte, with the block and
+    // `counted` written just in front of it. Unused room at the end is
+    // returned to malloc first. Then free_handed_over(data) ends it.
+    char* hand_over(size_t counted);
+    // Frees a handed-over block; returns its `counted`.
+    static size_t free_handed_over(void* data);
+
+private:
+    struct Tag {
+        char* block;
+        size_t counted;
+    };
+    static constexpr size_t kTagSize = sizeof(Tag);
+
+    char* block_ = nullptr;
+    size_t begin_ = 0;  // offsets into block_; [0, kTagSize) is always kept for the tag
+    size_t end_ = 0;
+    size_t capacity_ = 0;
+};
+
+}  // namespace m2b

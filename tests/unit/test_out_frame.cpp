@@ -1,0 +1,71 @@
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "bridge/out_frame.h"
+
+using namespace m2b;
+
+TEST_CASE("an out frame takes bytes at its end up to its capacity and a head in its room in front") {
+    OutFrame f(8, 10);
+    CHECK(f.allocated());
+    CHECK(f.empty());
+    CHECK(f.headroom() == 8);
+    CHECK(f.append("hello") == 5);
+    CHECK(f.append(", world") == 5);  // only what fits
+    CHECK(f.view() == "hello, wor");
+    CHECK(f.tailroom() == 0);
+    CHECK_FALSE(f.prepend("123456789"));  // larger than the room: nothing changes
+    CHECK(f.view() == "hello, wor");
+    CHECK(f.prepend("12345678"));
+    CHECK(f.view() == "12345678hello, wor");
+    CHECK(f.headroom() == 0);
+}
+
+TEST_CASE("consuming from the front makes room for an envelope; truncating drops the tail") {
+    OutFrame f(0, 16);
+    f.append("0123456789");
+    f.consume(4);
+    CHECK(f.view() == "456789");
+    CHECK(f.headroom() == 4);
+    CHECK(f.prepend("abcd"));
+    CHECK(f.view() == "abcd456789");
+    f.truncate(6);
+    CHECK(f.view() == "abcd45");
+    f.consume(100);
+    CHECK(f.empty());
+}
+
+TEST_CASE("more room at the end keeps the bytes") {
+    OutFrame f(4, 4);
+    f.append("abcd");
+    f.reserve_tail(1 << 20);
+    CHECK(f.tailroom() >= (1 << 20));
+    CHECK(f.append(std::string(1 << 20, 'x')) == (1 << 20));
+    CHECK(f.view().substr(0, 5) == "abcdx");
+    CHECK(f.size() == 4 + (1 << 20));
+}
+
+TEST_CASE("a handed-over frame keeps its bytes and is freed by its data pointer alone") {
+    OutFrame f(16, 64 * 1024);  // most of it unused: returned to malloc on hand-over
+    f.append("body");
+    CHECK(f.prepend("env "));
+    char* data = f.hand_over(8);
+    CHECK_FALSE(f.allocated());
+    CHECK(f.empty());
+    CHECK(std::string(data, 8) == "env body");
+    CHECK(OutFrame::free_handed_over(data) == 8);
+}
+
+TEST_CASE("moving a frame moves its block") {
+    OutFrame a(0, 8);
+    a.append("abc");
+    OutFrame b = std::move(a);
+    CHECK_FALSE(a.allocated());
+    CHECK(b.view() == "abc");
+    OutFrame c(0, 4);
+    c = std::move(b);
+    CHECK(c.view() == "abc");
+    c = OutFrame();
+    CHECK_FALSE(c.allocated());
+}
