@@ -7,6 +7,7 @@
 #include <cstring>
 #include <exception>
 #include <grp.h>
+#include <malloc.h>
 #include <pwd.h>
 #include <unistd.h>
 
@@ -116,6 +117,12 @@ int main(int argc, char** argv) {
     log::parse_level(config.log_level, level);
     log::set_level(level);
     std::signal(SIGPIPE, SIG_IGN);
+    // Replies are built in blocks of up to --buffer-size that libzmq frees on
+    // its own thread (bridge/out_frame.h). glibc would map each such block
+    // afresh (and fault its pages in) until it saw a large one freed; keep
+    // them on the heap, and keep a few MiB of it, instead.
+    mallopt(M_MMAP_THRESHOLD, 8 * 1024 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 16 * 1024 * 1024);
 
     try {
         drop_privileges(config.user);
