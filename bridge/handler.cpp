@@ -19,9 +19,10 @@ constexpr size_t kMaxHeld = 100000;
 // Work done per loop turn before timers, backends and Mongrel2 get their turn.
 constexpr int kAdmissionsPerTurn = 256;
 constexpr size_t kDeliveryBytesPerTurn = 4 * 1024 * 1024;
-// A fan-out waits while ZeroMQ holds more than this for Mongrel2, and goes on
-// when it holds half: a delivery's memory does not grow with its ids.
-constexpr size_t kDeliveryQueuedBytes = 8 * 1024 * 1024;
+// Replies and fan-outs wait while ZeroMQ holds more than this for Mongrel2,
+// and go on when it holds half: what a Mongrel2 that stops reading costs is
+// bounded, and a delivery's memory does not grow with its ids.
+constexpr size_t kQueuedBytesHigh = 8 * 1024 * 1024;
 // Mongrel2 closes a flow-controlled connection whose queued bytes pass the window.
 constexpr uint64_t kWindowMargin = 1024;
 // Bounds what clients can make m2bridge remember or ask of the backend when they leave.
@@ -285,7 +286,7 @@ void Handler::maybe_forget(uint64_t conn) {
     if (it == conns_.end()) return;
     const Connection& c = it->second;
     if (c.queue.empty() && !c.held && !c.uploading() && c.outstanding == 0 && !c.refused &&
-        !paced_.count(conn))
+        !send_waiting_.count(conn))
         conns_.erase(it);
 }
 
@@ -296,7 +297,7 @@ void Handler::drop_connection(uint64_t conn, const char* why) {
     conns_.erase(it);
     json_sockets_.erase(conn);
     if (c.held) --held_count_;
-    paced_.erase(conn);
+    send_waiting_.erase(conn);
     for (auto& t : c.queue) {
         in_flight_.erase(t.get());
         waiting_.erase(std::remove(waiting_.begin(), waiting_.end(), t.get()), waiting_.end());
@@ -365,7 +366,7 @@ void Handler::send_disconnect_notice(const std::string& sender, uint64_t conn, c
 void Handler::hand_over_idle_holds(Handler& next) {
     for (auto it = conns_.begin(); it != conns_.end();) {
         Connection& c = it->second;
-        if (c.held && c.queue.empty() && !c.held->delivering && !paced_.count(it->first) &&
+        if (c.held && c.queue.empty() && !c.held->delivering && !send_waiting_.count(it->first) &&
             !next.conns_.count(it->first)) {
             next.conns_.emplace(it->first, std::move(c));
             ++next.held_count_;
@@ -396,6 +397,10 @@ void Handler::end_notice(Transaction& t) {
 size_t Handler::send_window(uint64_t conn) {
     auto it = conns_.find(conn);
     if (it == conns_.end()) return SIZE_MAX;
+    if (queue_full()) {
+        send_waiting_.insert(conn);
+        return 0;
+    }
     Connection& c = it->second;
     if (c.window > 0) {
         uint64_t limit = c.window - std::min(c.window, kWindowMargin);
@@ -406,9 +411,29 @@ size_t Handler::send_window(uint64_t conn) {
     c.tokens = static_cast<float>(std::min(config_.pacing_burst, c.tokens + earned));
     c.refilled = now;
     if (c.tokens >= 1) return SIZE_MAX;
-    paced_.insert(conn);
-    if (!pacing_timer_) pacing_timer_ = loop_.after(config_.pacing_interval, [this] { wake_paced(); });
+    send_waiting_.insert(conn);
+    if (!pacing_timer_) pacing_timer_ = loop_.after(config_.pacing_interval, [this] {
+        pacing_timer_ = 0;
+        wake_waiting_senders();
+    });
     return 0;
+}
+
+// True while ZeroMQ holds too much for Mongrel2; the first call arranges the
+// wake-up of everything that waits on it once it holds half.
+bool Handler::queue_full() {
+    if (link_.queued_bytes() <= kQueuedBytesHigh) return false;
+    if (!queue_waiting_) {
+        queue_waiting_ = true;
+        std::weak_ptr<const char> alive = alive_;
+        link_.when_queued_below(kQueuedBytesHigh / 2, [this, alive] {
+            if (!alive.lock()) return;
+            queue_waiting_ = false;
+            if (!deliveries_.empty()) schedule_deliveries();
+            wake_waiting_senders();
+        });
+    }
+    return true;
 }
 
 // Under download credits, the window: a message goes out whole when Mongrel2
@@ -440,10 +465,9 @@ void Handler::count_sent(uint64_t conn, size_t bytes) {
         it->second.tokens -= 1;
 }
 
-void Handler::wake_paced() {
-    pacing_timer_ = 0;
-    auto conns = std::move(paced_);
-    paced_.clear();
+void Handler::wake_waiting_senders() {
+    auto conns = std::move(send_waiting_);
+    send_waiting_.clear();
     for (uint64_t conn : conns) {
         auto it = conns_.find(conn);
         if (it != conns_.end() && !it->second.queue.empty()) it->second.queue.front()->writable();
@@ -570,18 +594,7 @@ void Handler::run_deliveries() {
     deliveries_posted_ = false;
     size_t budget = kDeliveryBytesPerTurn;
     while (!deliveries_.empty()) {
-        if (link_.queued_bytes() > kDeliveryQueuedBytes) {
-            if (!deliveries_waiting_) {
-                deliveries_waiting_ = true;
-                std::weak_ptr<const char> alive = alive_;
-                link_.when_queued_below(kDeliveryQueuedBytes / 2, [this, alive] {
-                    if (!alive.lock()) return;
-                    deliveries_waiting_ = false;
-                    schedule_deliveries();
-                });
-            }
-            return;
-        }
+        if (queue_full()) return;
         Delivery& d = deliveries_.front();
         size_t size = std::max<size_t>(1, d.next < d.full_ids.size() ? d.full->size() : d.head_only->size());
         if (size > budget && budget < kDeliveryBytesPerTurn) break;  // at least one message per turn
@@ -621,7 +634,7 @@ void Handler::keepalive_tick() {
     for (auto& [sender, ids] : by_sender)
         for (const auto& message : encode_keepalive(sender, ids)) link_.send(message);
     for (uint64_t conn : stale) {
-        paced_.erase(conn);
+        send_waiting_.erase(conn);
         conns_.erase(conn);
     }
     keepalive_timer_ = loop_.after(config_.keepalive(), [this] { keepalive_tick(); });

@@ -127,7 +127,8 @@ private:
     bool send_delivery_batch(Delivery& d);
     void run_deliveries();
     void count_sent(uint64_t conn, size_t bytes);  // credits or a pacing token
-    void wake_paced();
+    bool queue_full();
+    void wake_waiting_senders();
     void keepalive_tick();
     void check_shutdown();
     void drop_stalled_replies();
@@ -155,10 +156,11 @@ private:
     std::shared_ptr<const std::string> last_sender_;  // Mongrel2's UUID, once for all held connections
     uint64_t flow_window_ = 0;  // learned from the first DOWNLOAD_CREDITS: the server's setting
     std::deque<Delivery> deliveries_;
-    std::unordered_set<uint64_t> paced_;  // connections waiting for a pacing token
+    // Connections waiting for a pacing token, or for ZeroMQ's queue to drain.
+    std::unordered_set<uint64_t> send_waiting_;
     bool admissions_posted_ = false;
     bool deliveries_posted_ = false;
-    bool deliveries_waiting_ = false;  // for ZeroMQ to hand Mongrel2 what it holds
+    bool queue_waiting_ = false;  // for ZeroMQ to hand Mongrel2 what it holds
     Loop::TimerId pacing_timer_ = 0;
     Loop::TimerId keepalive_timer_ = 0;
     Loop::TimerId shutdown_timer_ = 0;

@@ -370,6 +370,67 @@ class BigReplies(unittest.TestCase):
             growth = (vm_hwm_kib(st.pid) - base) / 1024
             self.assertLess(growth, 32, "m2bridge's peak memory grew by %.0f MiB" % growth)
 
+    def test_fake_backend_mongrel2_that_stops_reading_memory_bound(self):
+        # A Mongrel2 that stays up but stops reading its SUB socket (stopped here with SIGSTOP)
+        # while 16 replies of 4 MB each are on their way: ZeroMQ's queue toward it has no
+        # high-water mark, so m2bridge once kept every byte the backends wrote (about 60 MiB of
+        # growth). Replies now wait while ZeroMQ holds more than 8 MiB, and their backends wait
+        # behind --buffer-size. Once Mongrel2 reads again each client gets its reply byte-exact,
+        # or (without download.flow_control, Mongrel2's default) a close: the messages that
+        # waited for it arrive at once and may pass its 16-message queue. Never wrong bytes.
+        clients, size = 16, 4 * 1000 * 1000
+        started = threading.Semaphore(0)
+        go = threading.Event()
+
+        def big(params, stdin):
+            started.release()
+            while not go.is_set():
+                yield 0.05
+            yield fb.stdout(b"Content-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n" % size)
+            for block in numbered_blocks(size // 40000, 40000):
+                yield fb.record(fb.STDOUT, block)
+            yield fb.end_request()
+        with Stack("--buffer-size", str(256 * 1024), "--max-requests", str(clients), fake=fb.scripted({"/big": big}),
+                   env=LOW_QUARANTINE, warmup="/warm") as st:
+            expected = md5(b"".join(numbered_blocks(size // 40000, 40000)))
+            socks = []
+            try:
+                for _ in range(clients):
+                    s = socket.create_connection(("127.0.0.1", st.port), timeout=30)
+                    s.sendall(build_request("GET", "/big"))
+                    socks.append(s)
+                for _ in range(clients):
+                    self.assertTrue(started.acquire(timeout=20), "every request reached the backend")
+                base = vm_hwm_kib(st.pid)
+                os.kill(st.m2.process.proc.pid, signal.SIGSTOP)
+                try:
+                    go.set()
+                    time.sleep(3)  # the backends write all they may; m2bridge hands ZeroMQ what it may
+                    growth = (vm_hwm_kib(st.pid) - base) / 1024
+                finally:
+                    os.kill(st.m2.process.proc.pid, signal.SIGCONT)
+                whole = b"".join(numbered_blocks(size // 40000, 40000))
+                complete = 0
+                for i, s in enumerate(socks):
+                    raw, closed = b"", False
+                    while not closed and len(raw.partition(b"\r\n\r\n")[2]) < size:
+                        data = s.recv(MIB)
+                        closed = not data
+                        raw += data
+                    head, _, body = raw.partition(b"\r\n\r\n")
+                    if head:
+                        self.assertTrue(head.startswith(b"HTTP/1.1 200 "), "client %d: %r" % (i, head[:40]))
+                    # Closed by Mongrel2 or not, what came is the reply's beginning.
+                    self.assertEqual(body, whole[:len(body)], "client %d: wrong bytes" % i)
+                    complete += len(body) == size
+                self.assertGreater(complete, 0)
+                self.assertLess(growth, 24, "m2bridge's peak memory grew by %.0f MiB" % growth)
+                status, _, body = http_request(st.port, "GET", "/warm", timeout=10)
+                self.assertEqual(status, 200)
+            finally:
+                for s in socks:
+                    s.close()
+
     def test_fake_backend_tail_is_not_stuck_until_the_next_write(self):
         # Defect 5: head + a body just over 1 MiB (then 1.5 MiB) + TAIL-MARK written at once, then
         # 4 s of silence: today the bytes after the first streamed message wait for the backend's

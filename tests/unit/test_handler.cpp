@@ -158,6 +158,32 @@ TEST_CASE("deliver: duplicates once, never into a response in progress, held cli
     CHECK(b.gateway.started == 4);
 }
 
+TEST_CASE("replies wait while ZeroMQ holds more than 8 MiB for Mongrel2, and go on when it holds half") {
+    Bench b;
+    b.feed(message(1, "/app.php"));
+    b.feed(message(2, "/app.php"));
+    b.turns();
+    b.link.queued = 9 * 1024 * 1024;  // a Mongrel2 that stopped reading
+    b.running(1)->answer(kOk);
+    b.running(2)->answer(kOk);
+    b.turns(20);
+    CHECK(b.link.to(1).empty());
+    CHECK(b.link.to(2).empty());
+    REQUIRE(b.link.waiter);
+    CHECK(b.link.waiter_mark == 4 * 1024 * 1024);
+
+    b.link.queued = 4 * 1024 * 1024;
+    auto wake = std::move(b.link.waiter);
+    b.link.waiter = nullptr;
+    wake();
+    b.turns();
+    REQUIRE(b.link.to(1).size() == 1);
+    REQUIRE(b.link.to(2).size() == 1);
+    CHECK(b.link.to(1)[0].ends_with("\r\n\r\nok"));
+    CHECK(b.link.to(2)[0].ends_with("\r\n\r\nok"));
+    CHECK_FALSE(b.link.waiter);
+}
+
 TEST_CASE("a delivery's fan-out waits while ZeroMQ holds more than 8 MiB for Mongrel2") {
     Bench b;
     b.feed(message(1, "/app.php"));

@@ -280,7 +280,7 @@ TEST_CASE("a message cut at the window is copied up to the cut, and the rest is 
 TEST_CASE("messages are built no larger than the connection's frame limit, so each fits its window whole") {
     Loop loop;
     FakeConnection conn;
-    conn.largest_frame = 4096;  // half a download-credit window
+    conn.largest_frame = 4096;  // a download-credit window
     ReplyStream s(loop, conn, ReplyContext{}, limits(64 * 1024));
     s.begin(text_head(), 20000);
     s.body(std::string(20000, 'b'));
