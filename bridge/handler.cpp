@@ -1,5 +1,7 @@
 #include "bridge/handler.h"
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
@@ -18,13 +20,15 @@ namespace {
 constexpr size_t kMaxHeld = 100000;
 // Work done per loop turn before timers, backends and Mongrel2 get their turn.
 constexpr int kAdmissionsPerTurn = 256;
+// Requests ended, at least, between two returns of freed memory to the kernel.
+constexpr uint32_t kEndedBeforeTrim = 1024;
 constexpr size_t kDeliveryBytesPerTurn = 4 * 1024 * 1024;
 // Replies and fan-outs wait while ZeroMQ holds more than this for Mongrel2,
 // and go on when it holds half: what a Mongrel2 that stops reading costs is
 // bounded, and a delivery's memory does not grow with its ids.
 constexpr size_t kQueuedBytesHigh = 8 * 1024 * 1024;
 // Mongrel2 closes a flow-controlled connection whose queued bytes pass the window.
-constexpr uint64_t kWindowMargin = 1024;
+constexpr uint32_t kWindowMargin = 1024;
 // Bounds what clients can make m2bridge remember or ask of the backend when they leave.
 constexpr size_t kMaxJsonSockets = 100000;
 
@@ -91,7 +95,7 @@ void Handler::on_message(std::string_view message) {
             auto it = conns_.find(request.conn_id);
             if (it == conns_.end()) return;
             Connection& c = it->second;
-            c.outstanding -= std::min(c.outstanding, request.credits);
+            c.outstanding -= static_cast<uint32_t>(std::min<uint64_t>(c.outstanding, request.credits));
             c.last_seen = Loop::now();
             if (!c.queue.empty()) c.queue.front()->writable();
             maybe_forget(request.conn_id);
@@ -125,7 +129,7 @@ void Handler::on_request(Request request) {
     if (const std::string* credits = request.header("DOWNLOAD_CREDITS")) {
         // Only a connection's first request names the window; it is the server's setting.
         uint64_t window = std::strtoull(credits->c_str(), nullptr, 10);
-        if (window > 0) flow_window_ = window;
+        if (window > 0) flow_window_ = static_cast<uint32_t>(std::min<uint64_t>(window, UINT32_MAX));
     }
     auto [it, fresh] = conns_.try_emplace(conn);
     Connection& c = it->second;
@@ -272,7 +276,18 @@ void Handler::finished(Transaction& t) {
         maybe_forget(conn);
     }
     if (!waiting_.empty()) schedule_admissions();
+    return_memory_when_idle();
     check_shutdown();
+}
+
+// After a burst (many requests waiting for the backend at once, each with its
+// parsed request and environment), the freed memory stays with malloc; once
+// nothing is in flight or waiting, hand it back to the kernel, so that RSS
+// returns to what the live connections need.
+void Handler::return_memory_when_idle() {
+    if (++ended_since_trim_ < kEndedBeforeTrim || !in_flight_.empty() || !waiting_.empty()) return;
+    ended_since_trim_ = 0;
+    malloc_trim(0);
 }
 
 void Handler::dispose(std::unique_ptr<Transaction> t) {
@@ -460,7 +475,7 @@ void Handler::count_sent(uint64_t conn, size_t bytes) {
     auto it = conns_.find(conn);
     if (it == conns_.end()) return;
     if (it->second.window > 0)
-        it->second.outstanding += bytes;
+        it->second.outstanding = static_cast<uint32_t>(std::min<uint64_t>(UINT32_MAX, it->second.outstanding + uint64_t{bytes}));
     else
         it->second.tokens -= 1;
 }
@@ -498,13 +513,16 @@ void Handler::hold(Transaction& t) {
         link_.send(encode_reply(t.sender(), conn, ""));
         return;
     }
-    it->second.held = Held{shared_sender(t.sender()), t.reply_context()};
+    it->second.held = Held{interned_sender(t.sender()), t.reply_context()};
     ++held_count_;
 }
 
-std::shared_ptr<const std::string> Handler::shared_sender(const std::string& sender) {
-    if (!last_sender_ || *last_sender_ != sender) last_sender_ = std::make_shared<const std::string>(sender);
-    return last_sender_;
+// A sender is a Mongrel2 server's UUID: the table holds one string per server
+// this process has heard from, and outlives every handler (held connections
+// move to the next handler on a reload).
+const std::string* Handler::interned_sender(const std::string& sender) {
+    static std::unordered_set<std::string> senders;
+    return &*senders.insert(sender).first;
 }
 
 void Handler::release_hold(uint64_t conn) {

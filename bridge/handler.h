@@ -72,7 +72,7 @@ private:
     // replaces (if (c.held), c.held->ctx, c.held.reset()) without the optional's
     // extra word: 10,000 long-polls are 10,000 of these.
     struct Held {
-        std::shared_ptr<const std::string> sender;  // shared by every connection of one server
+        const std::string* sender = nullptr;  // interned: one copy for every connection of a server
         ReplyContext ctx;
         bool delivering = false;  // named by a delivery not sent yet
 
@@ -97,13 +97,17 @@ private:
             return *rare;
         }
         bool uploading() const { return rare && !rare->upload_started.empty(); }
-        uint64_t window = 0;          // download.flow_control window (0: not flow-controlled)
-        uint64_t outstanding = 0;     // bytes sent and not yet credited
+        // 32 bits each, so that a connection's node stays within 96 bytes.
+        uint32_t window = 0;          // download.flow_control window (0: not flow-controlled)
+        uint32_t outstanding = 0;     // bytes sent and not yet credited
         float tokens = 0;             // pacing without flow control: messages that may go now
         bool refused = false;         // went past --max-pipelined: later requests are dropped
         Loop::Clock::time_point refilled{};
         Loop::Clock::time_point last_seen{};
     };
+    // 10,000 held long-polls are 10,000 map nodes: with the key and the link,
+    // this keeps each in the pool's 96-byte class, not its 112-byte one.
+    static_assert(sizeof(Connection) <= 80);
     // One delivered reply going out over several turns, so memory does not
     // grow with ids × body.
     struct Delivery {
@@ -128,6 +132,7 @@ private:
     void run_deliveries();
     void count_sent(uint64_t conn, size_t bytes);  // credits or a pacing token
     bool queue_full();
+    void return_memory_when_idle();
     void wake_waiting_senders();
     void keepalive_tick();
     void check_shutdown();
@@ -136,7 +141,7 @@ private:
     void send_disconnect_notice(const std::string& sender, uint64_t conn_id, const std::string& pattern,
                                 bool json_socket);
     void end_notice(Transaction& t);
-    std::shared_ptr<const std::string> shared_sender(const std::string& sender);
+    static const std::string* interned_sender(const std::string& sender);
 
     Loop& loop_;
     const HandlerConfig& config_;
@@ -153,13 +158,13 @@ private:
     std::deque<Transaction*> waiting_;            // admitted, waiting for a backend slot
     std::unordered_set<Transaction*> in_flight_;  // hold a backend slot
     size_t held_count_ = 0;
-    std::shared_ptr<const std::string> last_sender_;  // Mongrel2's UUID, once for all held connections
-    uint64_t flow_window_ = 0;  // learned from the first DOWNLOAD_CREDITS: the server's setting
+    uint32_t flow_window_ = 0;  // learned from the first DOWNLOAD_CREDITS: the server's setting
     std::deque<Delivery> deliveries_;
     // Connections waiting for a pacing token, or for ZeroMQ's queue to drain.
     std::unordered_set<uint64_t> send_waiting_;
     bool admissions_posted_ = false;
     bool deliveries_posted_ = false;
+    uint32_t ended_since_trim_ = 0;
     bool queue_waiting_ = false;  // for ZeroMQ to hand Mongrel2 what it holds
     Loop::TimerId pacing_timer_ = 0;
     Loop::TimerId keepalive_timer_ = 0;
