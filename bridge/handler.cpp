@@ -301,7 +301,7 @@ void Handler::maybe_forget(uint64_t conn) {
     if (it == conns_.end()) return;
     const Connection& c = it->second;
     if (c.queue.empty() && !c.held && !c.uploading() && c.outstanding == 0 && !c.refused &&
-        !send_waiting_.count(conn))
+        !send_waiting_.contains(conn))
         conns_.erase(it);
 }
 
@@ -381,7 +381,7 @@ void Handler::send_disconnect_notice(const std::string& sender, uint64_t conn, c
 void Handler::hand_over_idle_holds(Handler& next) {
     for (auto it = conns_.begin(); it != conns_.end();) {
         Connection& c = it->second;
-        if (c.held && c.queue.empty() && !c.held->delivering && !send_waiting_.count(it->first) &&
+        if (c.held && c.queue.empty() && !c.held->delivering && !send_waiting_.contains(it->first) &&
             !next.conns_.count(it->first)) {
             next.conns_.emplace(it->first, std::move(c));
             ++next.held_count_;
@@ -413,7 +413,7 @@ size_t Handler::send_window(uint64_t conn) {
     auto it = conns_.find(conn);
     if (it == conns_.end()) return SIZE_MAX;
     if (queue_full()) {
-        send_waiting_.insert(conn);
+        send_waiting_.add(conn);
         return 0;
     }
     Connection& c = it->second;
@@ -426,7 +426,7 @@ size_t Handler::send_window(uint64_t conn) {
     c.tokens = static_cast<float>(std::min(config_.pacing_burst, c.tokens + earned));
     c.refilled = now;
     if (c.tokens >= 1) return SIZE_MAX;
-    send_waiting_.insert(conn);
+    send_waiting_.add(conn);
     if (!pacing_timer_) pacing_timer_ = loop_.after(config_.pacing_interval, [this] {
         pacing_timer_ = 0;
         wake_waiting_senders();
@@ -444,7 +444,8 @@ bool Handler::queue_full() {
         link_.when_queued_below(kQueuedBytesHigh / 2, [this, alive] {
             if (!alive.lock()) return;
             queue_waiting_ = false;
-            if (!deliveries_.empty()) schedule_deliveries();
+            // A fan-out first: woken replies would otherwise fill the room again before it ran.
+            if (!deliveries_.empty()) run_deliveries();
             wake_waiting_senders();
         });
     }
@@ -481,13 +482,22 @@ void Handler::count_sent(uint64_t conn, size_t bytes) {
 }
 
 void Handler::wake_waiting_senders() {
-    auto conns = std::move(send_waiting_);
-    send_waiting_.clear();
-    for (uint64_t conn : conns) {
+    SendWaiting waiting = std::move(send_waiting_);
+    send_waiting_ = SendWaiting{};
+    for (uint64_t conn : waiting.order) {
+        if (!waiting.members.erase(conn)) continue;
         auto it = conns_.find(conn);
-        if (it != conns_.end() && !it->second.queue.empty()) it->second.queue.front()->writable();
+        if (it == conns_.end()) continue;
+        if (!it->second.queue.empty())
+            it->second.queue.front()->writable();
+        else
+            maybe_forget(conn);
     }
 }
+
+// A reply that waits for ZeroMQ's queue to drain is not a client that stopped
+// reading: its stall clock does not run meanwhile.
+bool Handler::waits_on_server(uint64_t conn) { return queue_waiting_ && send_waiting_.contains(conn); }
 
 void Handler::abandon(Transaction& t) {
     if (t.discards_own_reply()) {  // its client is gone already: nothing to close

@@ -58,6 +58,7 @@ public:
     // TransactionOwner
     size_t send_window(uint64_t conn_id) override;
     size_t frame_limit(uint64_t conn_id) override;
+    bool waits_on_server(uint64_t conn_id) override;
     void send_to(const std::string& sender, uint64_t conn_id, std::string_view bytes) override;
     void send_to(const std::string& sender, uint64_t conn_id, OutFrame frame) override;
     void released(Transaction& t) override;
@@ -160,8 +161,21 @@ private:
     size_t held_count_ = 0;
     uint32_t flow_window_ = 0;  // learned from the first DOWNLOAD_CREDITS: the server's setting
     std::deque<Delivery> deliveries_;
-    // Connections waiting for a pacing token, or for ZeroMQ's queue to drain.
-    std::unordered_set<uint64_t> send_waiting_;
+    // Connections waiting for a pacing token, or for ZeroMQ's queue to drain,
+    // woken in the order they began to wait: the first to wait sends first.
+    struct SendWaiting {
+        std::unordered_set<uint64_t> members;
+        std::vector<uint64_t> order;  // may name members erased since; skipped
+        void add(uint64_t conn) {
+            if (!members.insert(conn).second) return;
+            if (order.size() > 2 * members.size() + 64)
+                std::erase_if(order, [&](uint64_t c) { return !members.count(c); });
+            order.push_back(conn);
+        }
+        bool contains(uint64_t conn) const { return members.count(conn) > 0; }
+        void erase(uint64_t conn) { members.erase(conn); }
+    };
+    SendWaiting send_waiting_;
     bool admissions_posted_ = false;
     bool deliveries_posted_ = false;
     uint32_t ended_since_trim_ = 0;

@@ -27,8 +27,9 @@ public:
         send(message);
     }
     // The same, with the body already in a frame with room for the envelope in
-    // front: the ZeroMQ sockets send that block itself, with no copy.
-    virtual void send(std::string_view envelope, OutFrame frame) { send(envelope, frame.view()); }
+    // front: the ZeroMQ sockets send that block itself, with no copy. Pure, so
+    // that no link in between falls back to a copy without saying so.
+    virtual void send(std::string_view envelope, OutFrame frame) = 0;
     // Shutdown: no more requests are read; replies still go out.
     virtual void stop_receiving() = 0;
     // Bytes of frames handed to send() as OutFrames, or large, that have not

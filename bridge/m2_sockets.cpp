@@ -123,7 +123,8 @@ void Mongrel2Sockets::send(std::string_view envelope, OutFrame frame) {
         return;
     }
     size_t size = frame.size();
-    char* data = frame.hand_over(size);
+    size_t counted = 0;
+    char* data = frame.hand_over(counted);
     zmq::message_t message;
     try {
         message.rebuild(data, size, &QueuedFrames::release, &queued_);
@@ -131,7 +132,7 @@ void Mongrel2Sockets::send(std::string_view envelope, OutFrame frame) {
         OutFrame::free_handed_over(data);
         throw;
     }
-    queued_.bytes.fetch_add(size);
+    queued_.bytes.fetch_add(counted);
     publish(message);
 }
 

@@ -1,6 +1,7 @@
 #include "bridge/out_frame.h"
 
 #include <algorithm>
+#include <cassert>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -39,16 +40,20 @@ size_t OutFrame::append(std::string_view bytes) {
     return n;
 }
 
-bool OutFrame::prepend(std::string_view bytes) {
-    if (!block_ || bytes.size() > headroom()) return false;
+bool OutFrame::prepend(std::string_view bytes, size_t keep) {
+    if (!block_ || bytes.size() + keep > headroom()) return false;
     begin_ -= bytes.size();
     if (!bytes.empty()) std::memcpy(block_ + begin_, bytes.data(), bytes.size());
     return true;
 }
 
 void OutFrame::reserve_tail(size_t bytes) {
-    if (!block_ || tailroom() >= bytes) return;
-    size_t capacity = end_ + bytes;
+    if (!block_) {
+        *this = OutFrame(0, bytes);
+        return;
+    }
+    if (tailroom() >= bytes) return;
+    size_t capacity = std::max(end_ + bytes, capacity_ + capacity_ / 2);
     auto* grown = static_cast<char*>(std::realloc(block_, capacity));
     if (!grown) throw std::bad_alloc();
     block_ = grown;
@@ -59,15 +64,21 @@ void OutFrame::consume(size_t n) { begin_ += std::min(n, size()); }
 
 void OutFrame::truncate(size_t n) { end_ = begin_ + std::min(n, size()); }
 
-char* OutFrame::hand_over(size_t counted) {
+// What libzmq and malloc add to a handed-over block: a message's content
+// record and the chunk headers, roughly.
+constexpr size_t kFrameOverhead = 64;
+
+char* OutFrame::hand_over(size_t& counted) {
+    assert(block_);
     // Shrinking in place: glibc splits the chunk (or mremaps a mapped one) without moving it.
-    if (capacity_ - end_ > 4096) {
+    if (capacity_ - end_ > 256) {
         if (auto* shrunk = static_cast<char*>(std::realloc(block_, end_))) {
             block_ = shrunk;
             capacity_ = end_;
         }
     }
     char* data = block_ + begin_;
+    counted = capacity_ + kFrameOverhead;
     Tag tag{block_, counted};
     std::memcpy(data - kTagSize, &tag, sizeof tag);
     block_ = nullptr;

@@ -27,24 +27,27 @@ public:
     bool allocated() const { return block_ != nullptr; }
     size_t size() const { return end_ - begin_; }
     bool empty() const { return begin_ == end_; }
-    size_t headroom() const { return begin_ - kTagSize; }
+    size_t headroom() const { return block_ ? begin_ - kTagSize : 0; }
     size_t tailroom() const { return capacity_ - end_; }
     std::string_view view() const { return {block_ ? block_ + begin_ : nullptr, size()}; }
 
     // Appends what fits of `bytes` and says how much that was.
     size_t append(std::string_view bytes);
-    // Puts `bytes` in front; false, and nothing changed, without room for them.
-    bool prepend(std::string_view bytes);
-    // More room at the end (realloc: a large block grows without a copy).
+    // Puts `bytes` in front, keeping `keep` bytes of room before them; false,
+    // and nothing changed, without room for both.
+    bool prepend(std::string_view bytes, size_t keep = 0);
+    // Room for `bytes` more at the end: allocates, or grows by at least half
+    // (realloc: a large block grows without a copy).
     void reserve_tail(size_t bytes);
     void consume(size_t n);  // the first n bytes went out another way
     void truncate(size_t n);  // keeps the first n bytes
 
-    // Gives the block up as a frame for a free function that has only the
-    // data pointer (libzmq's): returns the first byte, with the block and
-    // `counted` written just in front of it. Unused room at the end is
-    // returned to malloc first. Then free_handed_over(data) ends it.
-    char* hand_over(size_t counted);
+    // Gives the (allocated) block up as a frame for a free function that has
+    // only the data pointer (libzmq's): returns the first byte, with the block
+    // and its cost in memory (`counted`: the block and what libzmq adds to a
+    // message) written just in front of it. Unused room at the end is returned
+    // to malloc first. Then free_handed_over(data) ends it.
+    char* hand_over(size_t& counted);
     // Frees a handed-over block; returns its `counted`.
     static size_t free_handed_over(void* data);
 

@@ -6,10 +6,14 @@
 namespace m2b {
 
 namespace {
-constexpr size_t kHeadRoom = 1024 + 32;           // a collected reply's head, and a chunk size line
+// A collected reply's head and a chunk size line go in front of its body;
+// heads larger than this (many cookies) cost the body one more copy.
+constexpr size_t kHeadRoom = 4096;
 constexpr size_t kTailRoom = 16;                  // a chunk's CRLF and the last chunk
 constexpr size_t kCollectRoom = 1024 * 1024;      // beyond it a collected body grows by realloc
 constexpr size_t kSmallestFrame = 4096;
+// Messages stay on malloc's heap (bridge/main.cpp) even with a larger --buffer-size.
+constexpr size_t kLargestFrame = 1024 * 1024;
 }  // namespace
 
 ReplyStream::ReplyStream(Loop& loop, ReplyConnection& connection, ReplyContext ctx, ReplyLimits limits)
@@ -40,9 +44,10 @@ void ReplyStream::body(std::string_view bytes) {
     body_received_ += bytes.size();
     if (discard_body_ || bytes.empty()) return;
     if (state_ == State::Collecting) {
-        // With the length known, a message no larger than the frame limit
-        // loses nothing; without it, the whole limit keeps Content-Length.
-        size_t most = declared_length_ ? std::min(limits_.buffer_limit, frame_capacity()) : limits_.buffer_limit;
+        // With the length known, a message within the frame limit (the head
+        // included) loses nothing; without it, the whole limit keeps Content-Length.
+        size_t most = limits_.buffer_limit;
+        if (declared_length_) most = std::min(most, frame_capacity() - std::min(frame_capacity() / 2, kHeadRoom));
         if (collected_.size() + bytes.size() < most) {
             collect(bytes);
             update_backend_pause();
@@ -50,6 +55,9 @@ void ReplyStream::body(std::string_view bytes) {
         }
         // Too large for one message: stream now instead of waiting for the timer.
         start_streaming();
+        frame(bytes, false);
+        pump();
+        return;
     }
     frame(bytes, false);
     if (buffered() >= limits_.buffer_limit) {
@@ -115,6 +123,7 @@ void ReplyStream::cancel() {
     state_ = State::Done;
     collected_ = OutFrame();
     outbox_.clear();
+    outbox_front_ = 0;
     outbox_bytes_ = 0;
     close_pending_ = false;
 }
@@ -246,7 +255,7 @@ void ReplyStream::queue_frame(OutFrame frame) {
 // A head in front of bytes already framed: written into the room left for it,
 // or, for a head larger than that room, both copied into new messages.
 void ReplyStream::queue_in_front(std::string_view head, OutFrame body) {
-    if (body.prepend(head)) {
+    if (body.prepend(head, OutFrame::kEnvelopeRoom)) {
         queue_frame(std::move(body));
         return;
     }
@@ -254,8 +263,20 @@ void ReplyStream::queue_in_front(std::string_view head, OutFrame body) {
     queue(body.view());
 }
 
+// The outbox's frames before outbox_front_ are gone; they are erased in bulk,
+// so a long outbox of small frames is not shifted once per message.
+void ReplyStream::pop_front_frame() {
+    if (++outbox_front_ == outbox_.size()) {
+        outbox_.clear();
+        outbox_front_ = 0;
+    } else if (outbox_front_ >= 16 && outbox_front_ * 2 >= outbox_.size()) {
+        outbox_.erase(outbox_.begin(), outbox_.begin() + static_cast<std::ptrdiff_t>(outbox_front_));
+        outbox_front_ = 0;
+    }
+}
+
 size_t ReplyStream::frame_capacity() {
-    return std::max(kSmallestFrame, std::min(limits_.buffer_limit, connection_.frame_limit()));
+    return std::clamp(std::min(limits_.buffer_limit, connection_.frame_limit()), kSmallestFrame, kLargestFrame);
 }
 
 void ReplyStream::arm_flush() {
@@ -276,10 +297,10 @@ void ReplyStream::arm_flush() {
 void ReplyStream::pump() {
     bool blocked = false;
     while (!outbox_.empty()) {
-        OutFrame& front = outbox_.front();
+        OutFrame& front = outbox_[outbox_front_];
         size_t n = front.size();
         if (n == 0) {
-            outbox_.erase(outbox_.begin());
+            pop_front_frame();
             continue;
         }
         size_t window = connection_.send_window();
@@ -289,7 +310,7 @@ void ReplyStream::pump() {
         }
         if (n <= window) {
             OutFrame whole = std::move(front);
-            outbox_.erase(outbox_.begin());
+            pop_front_frame();
             outbox_bytes_ -= n;
             connection_.send(std::move(whole));
         } else {
@@ -344,6 +365,7 @@ void ReplyStream::arm_stall_timer() {
 // One timer per blocked stretch, re-armed for the remainder after progress.
 void ReplyStream::check_stall() {
     stall_timer_ = 0;
+    if (connection_.waits_on_server()) last_progress_ = Loop::now();
     auto idle = Loop::now() - last_progress_;
     if (idle >= limits_.send_timeout) {
         connection_.reply_stalled();

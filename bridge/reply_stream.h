@@ -33,6 +33,9 @@ public:
     // One Mongrel2 message to the client; empty `bytes` closes the connection
     // after what is queued.
     virtual void send(std::string_view bytes) = 0;
+    // True while the connection waits on Mongrel2's side (ZeroMQ's queue), not
+    // on its client: that time is not a stall.
+    virtual bool waits_on_server() { return false; }
     // One message whose bytes are handed over, not copied.
     virtual void send(OutFrame frame) { send(frame.view()); }
     // Stop (true) or restart (false) reading the backend.
@@ -112,6 +115,7 @@ private:
     void queue(std::string_view framed);
     void queue_frame(OutFrame frame);
     void queue_in_front(std::string_view head, OutFrame body);
+    void pop_front_frame();
     size_t frame_capacity();
 
     Loop& loop_;
@@ -134,7 +138,8 @@ private:
     // envelope, so that a one-message reply is not copied again.
     OutFrame collected_;
     // Framed bytes not handed to Mongrel2 yet, as the messages they will be.
-    std::vector<OutFrame> outbox_;
+    std::vector<OutFrame> outbox_;  // from outbox_front_
+    size_t outbox_front_ = 0;
     size_t outbox_bytes_ = 0;
     bool close_pending_ = false;
     bool backend_paused_ = false;

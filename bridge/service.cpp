@@ -31,6 +31,7 @@ struct HandlerRuntime final : Mongrel2Link {
 
     void send(std::string_view message) override { sockets->send(message); }
     void send(std::string_view envelope, std::string_view body) override { sockets->send(envelope, body); }
+    void send(std::string_view envelope, OutFrame frame) override { sockets->send(envelope, std::move(frame)); }
     void stop_receiving() override { state = State::Draining; }
     size_t queued_bytes() const override { return sockets->queued_bytes(); }
     void when_queued_below(size_t below, std::function<void()> ready) override {

@@ -33,6 +33,8 @@ public:
     virtual size_t send_window(uint64_t conn_id) = 0;
     // The largest message worth building for this connection.
     virtual size_t frame_limit(uint64_t conn_id) = 0;
+    // The connection waits on Mongrel2's side, not on its client.
+    virtual bool waits_on_server(uint64_t conn_id) = 0;
     // One message to the client (empty: close after what is queued).
     virtual void send_to(const std::string& sender, uint64_t conn_id, std::string_view bytes) = 0;
     // The same, handed over without a copy.
@@ -113,6 +115,7 @@ private:
     // ReplyConnection
     size_t send_window() override { return discard_own_reply_ ? SIZE_MAX : owner_.send_window(request_.conn_id); }
     size_t frame_limit() override { return owner_.frame_limit(request_.conn_id); }
+    bool waits_on_server() override { return !discard_own_reply_ && owner_.waits_on_server(request_.conn_id); }
     void send(std::string_view bytes) override {
         if (!discard_own_reply_) owner_.send_to(request_.sender, request_.conn_id, bytes);
     }

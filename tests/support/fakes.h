@@ -25,6 +25,7 @@ struct Recorder : Mongrel2Link {
     // What a ZeroMQ queue that Mongrel2 does not empty would report; a test
     // sets `queued` and calls `waiter` to play it draining.
     size_t queued = 0;
+    int frames_handed_over = 0;  // messages given as OutFrames
     size_t waiter_mark = 0;
     std::function<void()> waiter;
 
@@ -48,6 +49,10 @@ struct Recorder : Mongrel2Link {
             pos = ids.find_first_not_of(' ', next);
         }
         replies.push_back(std::move(r));
+    }
+    void send(std::string_view envelope, OutFrame frame) override {
+        ++frames_handed_over;
+        send(envelope, frame.view());
     }
     void stop_receiving() override { receiving = false; }
     size_t queued_bytes() const override { return queued; }

@@ -184,6 +184,35 @@ TEST_CASE("replies wait while ZeroMQ holds more than 8 MiB for Mongrel2, and go 
     CHECK_FALSE(b.link.waiter);
 }
 
+TEST_CASE("replies that wait for ZeroMQ go on in the order they began to wait, and the wait is not a stall") {
+    Bench b([](HandlerConfig& c) {
+        c.send_timeout_seconds = 0.05;
+        c.max_requests = 64;
+    });
+    for (uint64_t conn = 1; conn <= 20; ++conn) b.feed(message(conn, "/app.php"));
+    b.turns();
+    b.link.queued = 9 * 1024 * 1024;
+    for (uint64_t conn = 20; conn >= 1; --conn) {  // answered last to first
+        b.running(conn)->answer(kOk);
+        b.turns(1);
+    }
+    auto until = Loop::now() + 200ms;  // four send timeouts
+    while (Loop::now() < until) b.loop.run_once(5);
+    for (uint64_t conn = 1; conn <= 20; ++conn) CHECK(b.link.to(conn).empty());  // not closed as stalled
+    REQUIRE(b.link.waiter);
+
+    b.link.queued = 0;
+    auto wake = std::move(b.link.waiter);
+    b.link.waiter = nullptr;
+    wake();
+    b.turns();
+    std::vector<uint64_t> order;
+    for (const auto& r : b.link.replies)
+        if (r.body.ends_with("\r\n\r\nok")) order.push_back(r.ids.at(0));
+    REQUIRE(order.size() == 20);
+    for (size_t i = 0; i < order.size(); ++i) CHECK(order[i] == 20 - i);
+}
+
 TEST_CASE("a delivery's fan-out waits while ZeroMQ holds more than 8 MiB for Mongrel2") {
     Bench b;
     b.feed(message(1, "/app.php"));
