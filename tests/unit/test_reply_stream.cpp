@@ -291,3 +291,35 @@ TEST_CASE("messages are built no larger than the connection's frame limit, so ea
     CHECK(conn.copied == 0);
     CHECK(conn.all().ends_with("\r\n\r\n" + std::string(20000, 'b')));
 }
+
+TEST_CASE("a collected body longer than the app's Content-Length is cut when streaming starts, and the connection closes") {
+    Loop loop;
+    FakeConnection conn;
+    ReplyStream s(loop, conn, ReplyContext{}, limits(1024));
+    s.begin(text_head(), 10);
+    s.body(std::string(500, 'x'));
+    run_for(loop, 40ms);  // the flush delay starts the stream with what was collected
+    s.end();
+    std::string all = conn.all();
+    CHECK(all.find("Content-Length: 10\r\n") != std::string::npos);
+    CHECK(all.ends_with("\r\n\r\n" + std::string(10, 'x')));
+    REQUIRE_FALSE(conn.messages.empty());
+    CHECK(conn.messages.back().empty());  // the close: the app lied about its length
+    CHECK(conn.flushed == 1);
+}
+
+TEST_CASE("a head larger than the room left for it still goes in front of the collected body") {
+    Loop loop;
+    FakeConnection conn;
+    ReplyStream s(loop, conn, ReplyContext{}, limits(64 * 1024));
+    ReplyHead head = text_head();
+    head.headers.emplace_back("X-Big", std::string(6000, 'h'));
+    s.begin(head, std::nullopt);
+    s.body("body");
+    s.end();
+    std::string all = conn.all();
+    CHECK(all.starts_with("HTTP/1.1 200 OK\r\n"));
+    CHECK(all.find("X-Big: " + std::string(6000, 'h') + "\r\n") != std::string::npos);
+    CHECK(all.ends_with("Content-Length: 4\r\n\r\nbody"));
+    CHECK(conn.flushed == 1);
+}
