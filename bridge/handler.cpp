@@ -31,6 +31,8 @@ constexpr size_t kQueuedBytesHigh = 8 * 1024 * 1024;
 constexpr uint32_t kWindowMargin = 1024;
 // Bounds what clients can make m2bridge remember or ask of the backend when they leave.
 constexpr size_t kMaxJsonSockets = 100000;
+// Distinct Mongrel2 servers whose connections may be held, over the process's life.
+constexpr size_t kMaxSenders = 1024;
 
 }  // namespace
 
@@ -518,20 +520,24 @@ void Handler::hold(Transaction& t) {
     auto it = conns_.find(conn);
     if (it == conns_.end()) return;
     if (it->second.held) return;
-    if (held_count_ >= kMaxHeld) {
-        log::warn("conn=", conn, " too many held connections; closing this one");
+    const std::string* sender = interned_sender(t.sender());
+    if (held_count_ >= kMaxHeld || !sender) {
+        log::warn("conn=", conn, sender ? " too many held connections" : " too many Mongrel2 servers", "; closing this one");
         link_.send(encode_reply(t.sender(), conn, ""));
         return;
     }
-    it->second.held = Held{interned_sender(t.sender()), t.reply_context()};
+    it->second.held = Held{sender, t.reply_context()};
     ++held_count_;
 }
 
 // A sender is a Mongrel2 server's UUID: the table holds one string per server
 // this process has heard from, and outlives every handler (held connections
-// move to the next handler on a reload).
+// move to the next handler on a reload). Null past kMaxSenders of them.
 const std::string* Handler::interned_sender(const std::string& sender) {
     static std::unordered_set<std::string> senders;
+    auto it = senders.find(sender);
+    if (it != senders.end()) return &*it;
+    if (senders.size() >= kMaxSenders) return nullptr;
     return &*senders.insert(sender).first;
 }
 
