@@ -117,8 +117,8 @@ int main(int argc, char** argv) {
     log::parse_level(config.log_level, level);
     log::set_level(level);
     std::signal(SIGPIPE, SIG_IGN);
-    // Replies are built in blocks of up to --buffer-size that libzmq frees on
-    // its own thread (bridge/out_frame.h). glibc would map each such block
+    // Replies are built in blocks of up to 1 MiB (a collected reply: up to
+    // --buffer-size) that libzmq frees on its own thread (bridge/out_frame.h). glibc would map each such block
     // afresh (and fault its pages in) until it saw a large one freed; keep
     // them on the heap, and keep a few MiB of it, instead.
     mallopt(M_MMAP_THRESHOLD, 8 * 1024 * 1024);

@@ -36,8 +36,9 @@ public:
     // True while the connection waits on Mongrel2's side (ZeroMQ's queue), not
     // on its client: that time is not a stall.
     virtual bool waits_on_server() { return false; }
-    // One message whose bytes are handed over, not copied.
-    virtual void send(OutFrame frame) { send(frame.view()); }
+    // One message whose bytes are handed over, not copied. Pure, so that no
+    // connection falls back to a copy without saying so.
+    virtual void send(OutFrame frame) = 0;
     // Stop (true) or restart (false) reading the backend.
     virtual void backend_paused(bool paused) = 0;
     // After end(): every byte was handed to Mongrel2.
