@@ -27,8 +27,6 @@ constexpr size_t kDeliveryBytesPerTurn = 4 * 1024 * 1024;
 // and go on when it holds half: what a Mongrel2 that stops reading costs is
 // bounded, and a delivery's memory does not grow with its ids.
 constexpr size_t kQueuedBytesHigh = 8 * 1024 * 1024;
-// Mongrel2 closes a flow-controlled connection whose queued bytes pass the window.
-constexpr uint32_t kWindowMargin = 1024;
 // Bounds what clients can make m2bridge remember or ask of the backend when they leave.
 constexpr size_t kMaxJsonSockets = 100000;
 // Distinct Mongrel2 servers whose connections may be held, over the process's life.
@@ -420,7 +418,7 @@ size_t Handler::send_window(uint64_t conn) {
     }
     Connection& c = it->second;
     if (c.window > 0) {
-        uint64_t limit = c.window - std::min(c.window, kWindowMargin);
+        uint32_t limit = c.usable_window();
         return c.outstanding >= limit ? 0 : static_cast<size_t>(limit - c.outstanding);
     }
     auto now = Loop::now();
@@ -460,7 +458,7 @@ bool Handler::queue_full() {
 size_t Handler::frame_limit(uint64_t conn) {
     auto it = conns_.find(conn);
     if (it == conns_.end() || it->second.window == 0) return SIZE_MAX;
-    return static_cast<size_t>(it->second.window - std::min(it->second.window, kWindowMargin));
+    return it->second.usable_window();
 }
 
 void Handler::send_to(const std::string& sender, uint64_t conn, std::string_view bytes) {

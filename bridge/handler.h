@@ -8,6 +8,7 @@
 // connections, and reply bytes (per request, in ReplyStream).
 #pragma once
 
+#include <algorithm>
 #include <deque>
 #include <functional>
 #include <list>
@@ -101,6 +102,9 @@ private:
         // 32 bits each, so that a connection's node stays within 96 bytes.
         uint32_t window = 0;          // download.flow_control window (0: not flow-controlled)
         uint32_t outstanding = 0;     // bytes sent and not yet credited
+        // The window less a margin: Mongrel2 closes a flow-controlled
+        // connection whose queued bytes pass the window.
+        uint32_t usable_window() const { return window - std::min(window, uint32_t{1024}); }
         float tokens = 0;             // pacing without flow control: messages that may go now
         bool refused = false;         // went past --max-pipelined: later requests are dropped
         Loop::Clock::time_point refilled{};

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <ctime>
+#include <utility>
 
 namespace m2b {
 
@@ -138,8 +139,7 @@ void ReplyStream::start_streaming() {
     framing_ = declared_length_ ? Framing::ContentLength : choose_framing(ctx_, head_.status, -1);
     std::string head = build_head(head_, ctx_, framing_, declared_length_.value_or(0), std::time(nullptr));
     state_ = State::Streaming;
-    OutFrame body = std::move(collected_);
-    collected_ = OutFrame();
+    OutFrame body = std::exchange(collected_, OutFrame());
     if (body.empty() || framing_ == Framing::None) {
         queue(head);
         return;
@@ -181,9 +181,7 @@ void ReplyStream::frame(std::string_view bytes, bool final) {
     if (framing_ == Framing::Chunked) {
         if (!bytes.empty()) {  // an empty chunk would end the body
             char buf[20];
-            queue(chunk_size_line(bytes.size(), buf));
-            queue(bytes);
-            queue("\r\n");
+            queue({chunk_size_line(bytes.size(), buf), bytes, "\r\n"});
             body_framed_ += bytes.size();
         }
         if (final) queue(kLastChunk);
@@ -218,8 +216,7 @@ void ReplyStream::end_whole() {
     }
     framing_ = choose_framing(ctx_, head_.status, static_cast<int64_t>(length));
     std::string head = build_head(head_, ctx_, framing_, length, std::time(nullptr));
-    OutFrame body = std::move(collected_);
-    collected_ = OutFrame();
+    OutFrame body = std::exchange(collected_, OutFrame());
     state_ = State::Ending;
     if (!discard_body_ && framing_ != Framing::None && !body.empty())
         queue_in_front(head, std::move(body));
@@ -231,19 +228,24 @@ void ReplyStream::end_whole() {
 
 // Appends to the last message while it has room, then starts new ones. A
 // message that ends the reply gets only the room it needs.
-void ReplyStream::queue(std::string_view framed) {
+void ReplyStream::queue(std::initializer_list<std::string_view> pieces) {
     size_t capacity = frame_capacity();
-    while (!framed.empty()) {
-        size_t room = 0;
-        if (!outbox_.empty() && outbox_.back().size() < capacity)
-            room = std::min(outbox_.back().tailroom(), capacity - outbox_.back().size());
-        if (room == 0) {
-            outbox_.emplace_back(OutFrame::kEnvelopeRoom, state_ == State::Ending ? std::min(capacity, framed.size()) : capacity);
-            room = capacity;
+    size_t left = 0;
+    for (std::string_view piece : pieces) left += piece.size();
+    for (std::string_view framed : pieces) {
+        while (!framed.empty()) {
+            size_t room = 0;
+            if (!outbox_.empty() && outbox_.back().size() < capacity)
+                room = std::min(outbox_.back().tailroom(), capacity - outbox_.back().size());
+            if (room == 0) {
+                outbox_.emplace_back(OutFrame::kEnvelopeRoom, state_ == State::Ending ? std::min(capacity, left) : capacity);
+                room = capacity;
+            }
+            size_t n = outbox_.back().append(framed.substr(0, room));
+            framed.remove_prefix(n);
+            left -= n;
+            outbox_bytes_ += n;
         }
-        size_t n = outbox_.back().append(framed.substr(0, room));
-        framed.remove_prefix(n);
-        outbox_bytes_ += n;
     }
 }
 
@@ -259,8 +261,7 @@ void ReplyStream::queue_in_front(std::string_view head, OutFrame body) {
         queue_frame(std::move(body));
         return;
     }
-    queue(head);
-    queue(body.view());
+    queue({head, body.view()});
 }
 
 // The outbox's frames before outbox_front_ are gone; they are erased in bulk,
@@ -299,7 +300,7 @@ void ReplyStream::pump() {
     while (!outbox_.empty()) {
         OutFrame& front = outbox_[outbox_front_];
         size_t n = front.size();
-        if (n == 0) {
+        if (n == 0) {  // never sent: an empty message closes the connection
             pop_front_frame();
             continue;
         }

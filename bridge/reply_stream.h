@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -113,7 +114,8 @@ private:
     void check_stall();
     void cancel_flush();
     void cancel_timers();
-    void queue(std::string_view framed);
+    void queue(std::initializer_list<std::string_view> pieces);
+    void queue(std::string_view framed) { queue({framed}); }
     void queue_frame(OutFrame frame);
     void queue_in_front(std::string_view head, OutFrame body);
     void pop_front_frame();
