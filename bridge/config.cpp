@@ -13,7 +13,6 @@
 #include <sys/stat.h>
 #include <toml++/toml.h>
 #include <unistd.h>
-#include <zmq.h>
 
 #include "adapters/backend_address.h"
 #include "bridge/modes.h"
@@ -260,11 +259,7 @@ void finish_service(ServiceConfig& c) {
 CommandLine parse_command_line(int argc, char** argv) {
     CLI::App app{"m2bridge: CGI and FastCGI applications behind Mongrel2", "m2bridge"};
     app.set_version_flag("--version", [] {
-        int major, minor, patch;
-        zmq_version(&major, &minor, &patch);
-        return std::string("m2bridge ") + kVersion + " (libzmq " + std::to_string(major) + "." +
-               std::to_string(minor) + "." + std::to_string(patch) + ", built " + __DATE__ + " with g++ " +
-               __VERSION__ + ")";
+        return std::string("m2bridge ") + kVersion + " (ZMTP 3.1, built " + __DATE__ + " with g++ " + __VERSION__ + ")";
     });
     app.require_subcommand(0, 1);
     CommandLine result;

@@ -1,7 +1,6 @@
 #include "bridge/out_frame.h"
 
 #include <algorithm>
-#include <cassert>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -10,8 +9,8 @@
 namespace m2b {
 
 OutFrame::OutFrame(size_t headroom, size_t capacity)
-    : begin_(kTagSize + headroom), end_(begin_), capacity_(begin_ + capacity) {
-    block_ = static_cast<char*>(std::malloc(capacity_));
+    : begin_(headroom), end_(begin_), capacity_(begin_ + capacity) {
+    block_ = static_cast<char*>(std::malloc(std::max<size_t>(capacity_, 1)));
     if (!block_) throw std::bad_alloc();
 }
 
@@ -64,33 +63,13 @@ void OutFrame::consume(size_t n) { begin_ += std::min(n, size()); }
 
 void OutFrame::truncate(size_t n) { end_ = begin_ + std::min(n, size()); }
 
-// What libzmq and malloc add to a handed-over block: a message's content
-// record and the chunk headers, roughly.
-constexpr size_t kFrameOverhead = 64;
-
-char* OutFrame::hand_over(size_t& counted) {
-    assert(block_);
+void OutFrame::shrink_to_fit() {
     // Shrinking in place: glibc splits the chunk (or mremaps a mapped one) without moving it.
-    if (capacity_ - end_ > 256) {
-        if (auto* shrunk = static_cast<char*>(std::realloc(block_, end_))) {
-            block_ = shrunk;
-            capacity_ = end_;
-        }
+    if (!block_ || capacity_ - end_ <= 256) return;
+    if (auto* shrunk = static_cast<char*>(std::realloc(block_, end_))) {
+        block_ = shrunk;
+        capacity_ = end_;
     }
-    char* data = block_ + begin_;
-    counted = capacity_ + kFrameOverhead;
-    Tag tag{block_, counted};
-    std::memcpy(data - kTagSize, &tag, sizeof tag);
-    block_ = nullptr;
-    begin_ = end_ = capacity_ = 0;
-    return data;
-}
-
-size_t OutFrame::free_handed_over(void* data) {
-    Tag tag;
-    std::memcpy(&tag, static_cast<char*>(data) - kTagSize, sizeof tag);
-    std::free(tag.block);
-    return tag.counted;
 }
 
 }  // namespace m2b

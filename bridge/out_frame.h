@@ -1,8 +1,8 @@
 // One message for Mongrel2 while it is being written: a malloc'd block with
-// room in front. The envelope (and a collected reply's head) go in front of
-// body bytes already in place, and the finished block is handed to ZeroMQ as
-// the frame itself (Mongrel2Sockets::send), so a response byte is copied once
-// in user space: into this block.
+// room in front. The envelope (and a collected reply's head), then the ZMTP
+// frame head, go in front of body bytes already in place, and the finished
+// block is what the socket write reads (ZmtpConnection::send), so a response
+// byte is copied once in user space: into this block.
 #pragma once
 
 #include <cstddef>
@@ -27,7 +27,7 @@ public:
     bool allocated() const { return block_ != nullptr; }
     size_t size() const { return end_ - begin_; }
     bool empty() const { return begin_ == end_; }
-    size_t headroom() const { return block_ ? begin_ - kTagSize : 0; }
+    size_t headroom() const { return begin_; }
     size_t tailroom() const { return capacity_ - end_; }
     std::string_view view() const { return {block_ ? block_ + begin_ : nullptr, size()}; }
 
@@ -42,24 +42,15 @@ public:
     void consume(size_t n);  // the first n bytes went out another way
     void truncate(size_t n);  // keeps the first n bytes
 
-    // Gives the (allocated) block up as a frame for a free function that has
-    // only the data pointer (libzmq's): returns the first byte, with the block
-    // and its cost in memory (`counted`: the block and what libzmq adds to a
-    // message) written just in front of it. Unused room at the end is returned
-    // to malloc first. Then free_handed_over(data) ends it.
-    char* hand_over(size_t& counted);
-    // Frees a handed-over block; returns its `counted`.
-    static size_t free_handed_over(void* data);
+    // Gives unused room at the end (more than a little) back to malloc: for a
+    // frame that waits in a queue.
+    void shrink_to_fit();
+    // The memory the block holds.
+    size_t footprint() const { return block_ ? capacity_ : 0; }
 
 private:
-    struct Tag {
-        char* block;
-        size_t counted;
-    };
-    static constexpr size_t kTagSize = sizeof(Tag);
-
     char* block_ = nullptr;
-    size_t begin_ = 0;  // offsets into block_; [0, kTagSize) is always kept for the tag
+    size_t begin_ = 0;  // offsets into block_
     size_t end_ = 0;
     size_t capacity_ = 0;
 };

@@ -13,12 +13,12 @@ if ! command -v "$CXX" >/dev/null 2>&1; then
 fi
 mkdir -p "$OUT"
 CODEC="bridge/netstring.cpp bridge/json_headers.cpp bridge/m2_request.cpp bridge/m2_reply.cpp
-  bridge/http_reply.cpp bridge/upload.cpp adapters/cgi_response.cpp bridge/cgi_env.cpp adapters/script_path.cpp
+  bridge/http_reply.cpp bridge/upload.cpp bridge/zmtp.cpp adapters/cgi_response.cpp bridge/cgi_env.cpp adapters/script_path.cpp
   adapters/fastcgi/record.cpp adapters/status_line.cpp adapters/stream/scgi.cpp adapters/stream/uwsgi.cpp
   adapters/request_body.cpp bridge/file_reply.cpp"
-# The handler's message path, for fuzz_handler only.
+# The handler's message path, for fuzz_handler, and the ZMTP connection, for fuzz_zmtp.
 CORE="base/loop.cpp base/log.cpp bridge/handler.cpp bridge/transaction.cpp bridge/reply_stream.cpp bridge/out_frame.cpp
-  bridge/access_log.cpp bridge/file_body.cpp"
+  bridge/access_log.cpp bridge/file_body.cpp bridge/zmtp_connection.cpp"
 # The config reader, for fuzz_config_file only.
 CONFIG="bridge/config.cpp bridge/config_options.cpp bridge/config_file.cpp bridge/modes.cpp adapters/backend_address.cpp
   adapters/byte_pump.cpp adapters/fastcgi/client.cpp adapters/fastcgi/pool.cpp adapters/stream/gateway.cpp adapters/cgi/runner.cpp adapters/cgi/cgroup.cpp
@@ -45,10 +45,11 @@ core_objs=$(compile $CORE) || exit 1
 config_objs=$(compile $CONFIG) || exit 1
 metrics_objs=$(compile bridge/metrics.cpp) || exit 1
 for target in fuzz_m2_message fuzz_json_headers fuzz_tnetstring fuzz_fastcgi_records fuzz_cgi_response fuzz_script_path \
-              fuzz_handler fuzz_config_file fuzz_scrape_request fuzz_stream_response; do
+              fuzz_handler fuzz_config_file fuzz_scrape_request fuzz_stream_response fuzz_zmtp; do
   extra=""
   [ "$target" = fuzz_handler ] && extra="$core_objs"
-  [ "$target" = fuzz_config_file ] && extra="$core_objs $config_objs -ltomlplusplus -lzmq"
+  [ "$target" = fuzz_zmtp ] && extra="$core_objs"
+  [ "$target" = fuzz_config_file ] && extra="$core_objs $config_objs -ltomlplusplus"
   [ "$target" = fuzz_scrape_request ] && extra="$metrics_objs"
   # shellcheck disable=SC2086
   "$CXX" $FLAGS "$HERE/$target.cpp" $objs $extra -lsimdjson -o "$OUT/$target"

@@ -420,7 +420,7 @@ class CgiCommandLine(unittest.TestCase):
             self.assertEqual(len(result.stderr.strip().splitlines()), 1, (args, result.stderr))
 
     def test_version_and_help(self):
-        self.assertRegex(self.run_m2bridge("--version").stdout.strip(), r"^m2bridge 0\.1\.0 \(libzmq \d+\.\d+\.\d+, ")
+        self.assertRegex(self.run_m2bridge("--version").stdout.strip(), r"^m2bridge 0\.1\.0 \(ZMTP 3\.1, built ")
         self.assertIn("cgi", self.run_m2bridge("--help").stdout)
 
 

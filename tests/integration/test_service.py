@@ -329,7 +329,7 @@ class CommandLineErrorsAndHelp(unittest.TestCase):
         self.assertIn("--user", err)
         self.assertIn("--allow-root", err)
 
-    def test_help_shows_defaults_and_version_shows_libzmq(self):
+    def test_help_shows_defaults_and_version_shows_zmtp(self):
         out = run_m2bridge("fastcgi", "--help")
         self.assertEqual(out.returncode, 0)
         # CLI11 shows a default as TYPE=VALUE.
@@ -338,7 +338,7 @@ class CommandLineErrorsAndHelp(unittest.TestCase):
         self.assertRegex(out.stdout, r"--queue UINT=1024\b")
         out = run_m2bridge("--version")
         self.assertEqual(out.returncode, 0)
-        self.assertRegex(out.stdout, r"m2bridge \d+\.\d+\.\d+ \(libzmq 4\.\d+\.\d+")
+        self.assertRegex(out.stdout, r"m2bridge \d+\.\d+\.\d+ \(ZMTP 3\.1, built ")
 
 
 class PhpStackWithArgs(unittest.TestCase):

@@ -1,10 +1,13 @@
-// Mongrel2Sockets against real ZeroMQ peers on loopback TCP, as Mongrel2 binds
-// them: a PUSH for requests and a SUB for replies. The SUB here reads only when
-// the test says so, with a high-water mark of one message, so that what the
-// bridge sent stays in ZeroMQ on the bridge's side until it does.
+// Mongrel2Sockets (its own ZMTP) against real libzmq peers on loopback TCP, as
+// Mongrel2 binds them: a PUSH for requests and a SUB for replies. The SUB here
+// reads only when the test says so, with a high-water mark of one message, so
+// that what the bridge sent stays queued on the bridge's side until it does.
+// The bridge writes from its loop: a test runs the loop while it waits.
 #include <doctest/doctest.h>
 
 #include <chrono>
+#include <memory>
+#include <vector>
 #include <string>
 #include <zmq.hpp>
 
@@ -32,10 +35,16 @@ struct FakeMongrel2 {
         recv_spec = replies.get(zmq::sockopt::last_endpoint);
     }
 
-    std::string receive() {
-        zmq::message_t m;
-        if (!replies.recv(m)) return "";
-        return m.to_string();
+    // Runs the bridge's loop until a reply arrives (or 5 s pass).
+    std::string receive(Loop& loop) {
+        replies.set(zmq::sockopt::rcvtimeo, 1);
+        auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+        while (std::chrono::steady_clock::now() < until) {
+            zmq::message_t m;
+            if (replies.recv(m)) return m.to_string();
+            loop.run_once(1);
+        }
+        return "";
     }
 };
 
@@ -48,13 +57,23 @@ void wait_until_subscribed(Loop& loop, Mongrel2Sockets& sockets, FakeMongrel2& m
         zmq::message_t m;
         if (m2.replies.recv(m)) {
             // Probes sent before this one may still be on their way: let them all arrive.
-            while (m2.replies.recv(m)) {
-            }
-            m2.replies.set(zmq::sockopt::rcvtimeo, 5000);
+            do loop.run_once(0);
+            while (m2.replies.recv(m));
             return;
         }
     }
     FAIL("the SUB never received a probe");
+}
+
+// A PUSH blocks until a peer is connected, and the peer is the bridge's loop:
+// run it between tries.
+void push(Loop& loop, zmq::socket_t& requests, std::string_view bytes, bool more = false) {
+    for (int i = 0; i < 500; ++i) {
+        auto flags = zmq::send_flags::dontwait | (more ? zmq::send_flags::sndmore : zmq::send_flags::none);
+        if (requests.send(zmq::buffer(bytes), flags)) return;
+        loop.run_once(10);
+    }
+    FAIL("the PUSH never had a peer");
 }
 
 }  // namespace
@@ -72,7 +91,7 @@ TEST_CASE("large replies count as queued until Mongrel2 has them, and a waiter w
     // The peer reads nothing: at most what the TCP buffers (a few MiB on loopback) and its
     // one-message pipe hold has left.
     CHECK(sockets.queued_bytes() > 16 * frame);
-    CHECK(sockets.queued_bytes() <= frames * (frame + 1024));  // each block and libzmq's record
+    CHECK(sockets.queued_bytes() <= frames * (frame + 1024));  // each block and its frame head
 
     bool woken = false;
     sockets.when_queued_below(frame, [&] { woken = true; });
@@ -82,25 +101,25 @@ TEST_CASE("large replies count as queued until Mongrel2 has them, and a waiter w
     CHECK(sockets.queued_bytes() > 16 * frame);
 
     for (int i = 0; i < frames; ++i) {
-        std::string got = m2.receive();
+        std::string got = m2.receive(loop);
         REQUIRE(got.size() == frame);
         CHECK(got.compare(0, 10, "0123456789") == 0);
-        loop.run_once(0);
     }
     for (int i = 0; i < 500 && !woken; ++i) loop.run_once(10);
     CHECK(woken);
     CHECK(sockets.queued_bytes() <= frame);
 }
 
-TEST_CASE("small replies given as bytes are not counted, and a waiter whose mark is met already wakes on the next turn") {
+TEST_CASE("every reply counts until it is written, and a waiter whose mark is met already wakes on the next turn") {
     FakeMongrel2 m2;
     Loop loop;
     Mongrel2Sockets sockets(loop, m2.send_spec, m2.recv_spec);
     wait_until_subscribed(loop, sockets, m2);
 
     sockets.send("0123456789", std::string(1000, 'y'));
+    CHECK(sockets.queued_bytes() >= 1010);  // written when the loop runs, not before
+    CHECK(m2.receive(loop).size() == 1010);
     CHECK(sockets.queued_bytes() == 0);
-    CHECK(m2.receive().size() == 1010);
 
     bool woken = false;
     sockets.when_queued_below(1024, [&] { woken = true; });
@@ -126,7 +145,7 @@ TEST_CASE("frames handed over reach Mongrel2 with their envelope in front, and c
     }
     CHECK(sockets.queued_bytes() > 16 * 1024 * 1024);
     for (int i = 0; i < frames; ++i) {
-        std::string got = m2.receive();
+        std::string got = m2.receive(loop);
         REQUIRE(got.size() == frame);
         CHECK(got.compare(0, 12, "0123456789zz") == 0);
     }
@@ -136,8 +155,97 @@ TEST_CASE("frames handed over reach Mongrel2 with their envelope in front, and c
     OutFrame tight(OutFrame::kEnvelopeRoom, 16);
     tight.append("body");
     sockets.send(sender + " 1:7, ", std::move(tight));
-    CHECK(m2.receive() == sender + " 1:7, body");
+    CHECK(m2.receive(loop) == sender + " 1:7, body");
 
     for (int i = 0; i < 500 && sockets.queued_bytes() > 0; ++i) loop.run_once(2);
     CHECK(sockets.queued_bytes() == 0);
+}
+
+TEST_CASE("requests pushed by Mongrel2 arrive one message each; multipart ones are dropped") {
+    FakeMongrel2 m2;
+    Loop loop;
+    Mongrel2Sockets sockets(loop, m2.send_spec, m2.recv_spec);
+    std::vector<std::string> got;
+    sockets.set_receiver([&](std::string_view m) { got.emplace_back(m); }, [](std::string_view) {});
+    push(loop, m2.requests, "first");
+    push(loop, m2.requests, "part one", true);
+    push(loop, m2.requests, "part two");
+    std::string large(300 * 1024, 'L');  // a long frame, larger than one read
+    push(loop, m2.requests, large);
+    push(loop, m2.requests, "last");
+    for (int i = 0; i < 500 && got.size() < 3; ++i) loop.run_once(10);
+    REQUIRE(got.size() == 3);
+    CHECK(got[0] == "first");
+    CHECK(got[1] == large);
+    CHECK(got[2] == "last");
+}
+
+TEST_CASE("a restarted Mongrel2: the lost connection is reported, replies queued for it go, and both sockets come back") {
+    Loop loop;
+    std::string send_spec, recv_spec;
+    std::vector<std::string> lost;
+    std::vector<std::string> got;
+    std::unique_ptr<Mongrel2Sockets> sockets;
+    {
+        FakeMongrel2 first;
+        send_spec = first.send_spec;
+        recv_spec = first.recv_spec;
+        sockets = std::make_unique<Mongrel2Sockets>(loop, send_spec, recv_spec);
+        sockets->set_receiver([&](std::string_view m) { got.emplace_back(m); },
+                              [&](std::string_view why) { lost.emplace_back(why); });
+        push(loop, first.requests, "before");
+        for (int i = 0; i < 500 && got.empty(); ++i) loop.run_once(10);
+        REQUIRE(got.size() == 1);
+        wait_until_subscribed(loop, *sockets, first);
+        first.replies.close();  // the SUB reads no more: what follows stays queued
+    }
+    for (int i = 0; i < 500 && lost.empty(); ++i) loop.run_once(10);
+    REQUIRE(lost.size() == 1);
+    CHECK(lost[0].find(send_spec) != std::string::npos);
+    for (int i = 0; i < 100 && sockets->queued_bytes() > 0; ++i) loop.run_once(10);
+    CHECK(sockets->queued_bytes() == 0);
+
+    // The same endpoints again, as a restarted Mongrel2 binds them.
+    zmq::context_t context{1};
+    zmq::socket_t requests{context, zmq::socket_type::push};
+    zmq::socket_t replies{context, zmq::socket_type::sub};
+    replies.set(zmq::sockopt::subscribe, "");
+    replies.set(zmq::sockopt::rcvtimeo, 20);
+    requests.bind(send_spec);
+    replies.bind(recv_spec);
+    push(loop, requests, "after");
+    for (int i = 0; i < 500 && got.size() < 2; ++i) loop.run_once(10);
+    REQUIRE(got.size() == 2);
+    CHECK(got[1] == "after");
+    bool through = false;
+    for (int i = 0; i < 250 && !through; ++i) {
+        sockets->send("again");
+        loop.run_once(5);
+        zmq::message_t m;
+        through = replies.recv(m).has_value() && m.to_string() == "again";
+    }
+    CHECK(through);
+}
+
+TEST_CASE("a peer that is not Mongrel2's PUSH is never taken for it, and the sockets live on") {
+    zmq::context_t context{1};
+    zmq::socket_t wrong{context, zmq::socket_type::pull};  // a PULL where a PUSH belongs
+    zmq::socket_t replies{context, zmq::socket_type::sub};
+    wrong.bind("tcp://127.0.0.1:*");
+    replies.bind("tcp://127.0.0.1:*");
+    Loop loop;
+    Mongrel2Sockets sockets(loop, wrong.get(zmq::sockopt::last_endpoint), replies.get(zmq::sockopt::last_endpoint));
+    int lost = 0;
+    sockets.set_receiver([](std::string_view) {}, [&](std::string_view) { ++lost; });
+    for (int i = 0; i < 30; ++i) loop.run_once(10);
+    CHECK(lost == 0);  // never Ready, so never lost
+}
+
+TEST_CASE("an endpoint m2bridge cannot connect to is refused when the sockets are made") {
+    Loop loop;
+    CHECK_THROWS_WITH_AS(Mongrel2Sockets(loop, "udp://127.0.0.1:1", "tcp://127.0.0.1:2"),
+                         doctest::Contains("tcp:// and ipc://"), std::runtime_error);
+    CHECK_THROWS_AS(Mongrel2Sockets(loop, "tcp://127.0.0.1", "tcp://127.0.0.1:2"), std::runtime_error);
+    CHECK_THROWS_AS(Mongrel2Sockets(loop, "tcp://*:5", "tcp://127.0.0.1:2"), std::runtime_error);
+    CHECK_THROWS_AS(Mongrel2Sockets(loop, "ipc://" + std::string(200, 'p'), "tcp://127.0.0.1:2"), std::runtime_error);
 }
