@@ -262,8 +262,8 @@ bool ZmtpConnection::take_handshake() {
     loop_.cancel(timer_);
     timer_ = 0;
     state_ = State::Ready;
-    if (!last_failure_.empty()) log::info("connected to Mongrel2 at ", endpoint_);
-    last_failure_.clear();
+    if (failures_ > 0) log::info("connected to Mongrel2 at ", endpoint_);
+    failures_ = 0;
     drop_logged_ = false;
     if (!out_.empty()) flush();  // what was sent while connecting
     return state_ == State::Ready;
@@ -414,7 +414,7 @@ void ZmtpConnection::drop(std::string_view why) {
     timer_ = loop_.after(kReconnect, [this, alive] {
         if (alive.lock()) attempt();
     });
-    last_failure_ = std::string(why);
+    failures_ = 1;  // the next connection is news
     if (on_lost_) on_lost_(why);
     if (on_written_) on_written_();  // the queue is empty now: whoever waits on it may go on
 }
@@ -425,11 +425,14 @@ void ZmtpConnection::fail_attempt(std::string_view why) {
     fd_.reset();
     writable_wanted_ = false;
     loop_.cancel(timer_);
-    if (why != last_failure_) {
-        log::warn("cannot connect to Mongrel2 at ", endpoint_, ": ", why, " (trying again every ",
+    // Mongrel2 often starts after its handlers: the first refusal is news,
+    // one that lasts is a problem (every 100 ms, 50 is 5 s).
+    ++failures_;
+    if (failures_ == 1)
+        log::info("waiting for Mongrel2 at ", endpoint_, ": ", why);
+    else if (failures_ == 50)
+        log::warn("cannot connect to Mongrel2 at ", endpoint_, " for 5 s: ", why, " (trying again every ",
                   kReconnect.count(), " ms)");
-        last_failure_ = std::string(why);
-    }
     // What was queued while connecting is dropped with the attempt: it may
     // hold a half-written handshake.
     forget_queue();

@@ -95,7 +95,7 @@ private:
     bool writable_wanted_ = false;
     bool greeting_seen_ = false;
     Loop::TimerId timer_ = 0;  // reconnect or handshake deadline
-    std::string last_failure_;  // logged once until it changes
+    unsigned failures_ = 0;  // attempts failed since the last Ready
 
     // Input: [in_begin_, in_end_) of in_ is read and not yet taken.
     std::unique_ptr<char[]> in_;
