@@ -1,7 +1,7 @@
 #!/bin/sh
-# Where m2bridge's CPU per request goes, by thread: the loop thread and libzmq's I/O thread,
-# beside the null handler's, with context switches per request (issue 8, goal 1). One Mongrel2,
-# php-fpm (4 workers) and the libfcgi C example; wrk -t2 -c CONNS for SECONDS per path.
+# Where CPU per request goes, by thread: m2bridge (one loop thread since it speaks ZMTP itself;
+# a build from before has libzmq's I/O thread as well) beside the null handler's, with context
+# switches per request (issue 8, goal 1). One Mongrel2, php-fpm (4 workers) and the libfcgi C example; wrk -t2 -c CONNS for SECONDS per path.
 # CPU is each thread's schedstat (ns on CPU) over the run, divided by the requests wrk completed.
 # A benchmark, not a test. Usage: bench/threads.sh [SECONDS] [CONNECTIONS]
 # Knobs: M2BRIDGE (binary; default build-bench/m2bridge, built here), BENCH_TRANSPORT=ipc.

@@ -45,9 +45,8 @@ std::string canonical_dir(const std::string& path, const std::string& option) {
 
 size_t default_max_procs() { return 2 * static_cast<size_t>(std::max(1L, sysconf(_SC_NPROCESSORS_ONLN))); }
 
-// ZeroMQ only says "Invalid argument" for a bad endpoint, and only when the
-// sockets connect; this names the option and the value while checking (the
-// connect itself still reports what slips through, naming the endpoint).
+// Names the option and the value while checking; the sockets, made later,
+// report what slips through (a host that does not resolve), naming the endpoint.
 void check_endpoint(const std::string& endpoint, const std::string& option) {
     auto bad = [&](const std::string& why) { return ConfigError(option + ": " + endpoint + ": " + why); };
     if (endpoint.empty()) throw ConfigError(option + ": must not be empty");
@@ -55,7 +54,7 @@ void check_endpoint(const std::string& endpoint, const std::string& option) {
     if (scheme_end == std::string::npos) throw bad("not a ZeroMQ endpoint (tcp://HOST:PORT or ipc://PATH)");
     std::string scheme = endpoint.substr(0, scheme_end), rest = endpoint.substr(scheme_end + 3);
     if (rest.empty()) throw bad("nothing after " + scheme + "://");
-    if (scheme == "ipc" || scheme == "inproc") return;
+    if (scheme == "ipc") return;
     if (scheme != "tcp") throw bad("unknown transport " + scheme + " (tcp or ipc)");
     size_t colon = rest.rfind(':');
     std::string port = colon == std::string::npos ? "" : rest.substr(colon + 1);

@@ -1,26 +1,18 @@
 #include "bridge/m2_sockets.h"
 
-#include "base/log.h"
 #include "bridge/zmtp.h"
 
 namespace m2b {
 
 Mongrel2Sockets::Mongrel2Sockets(Loop& loop, const std::string& send_spec, const std::string& recv_spec)
     : loop_(loop), requests_(loop, send_spec, "PULL", {"PUSH"}), replies_(loop, recv_spec, "PUB", {"SUB", "XSUB"}) {
-    // Mongrel2 restarted after a crash hands out connection ids from 1 again,
-    // without a word: the only sign is the PULL connection dropping.
     requests_.set_callbacks(
         [this](std::string_view message) {
             if (on_message_) on_message_(message);
         },
-        [this, send_spec](std::string_view why) {
-            if (on_server_lost_) on_server_lost_("at " + send_spec + " disconnected (" + std::string(why) + ")");
-        },
-        nullptr);
-    // What a SUB sends (its subscriptions) is not for us: it filters what it receives.
-    replies_.set_callbacks(nullptr, [recv_spec](std::string_view why) {
-        log::warn("Mongrel2 at ", recv_spec, " disconnected (", why, "): replies queued for it are dropped");
-    }, [this] {
+        [this](std::string_view why) { server_lost(requests_, replies_, why); }, nullptr);
+    // What a SUB sends (its subscriptions) is not for us: it filters what it receives itself.
+    replies_.set_callbacks(nullptr, [this](std::string_view why) { server_lost(replies_, requests_, why); }, [this] {
         if (!waiters_.empty() && replies_.queued_bytes() <= wake_below_ && !wake_posted_) {
             wake_posted_ = true;
             loop_.post(life_.guard([this] { wake_waiters(); }));
@@ -30,9 +22,15 @@ Mongrel2Sockets::Mongrel2Sockets(Loop& loop, const std::string& send_spec, const
     requests_.start();
 }
 
-Mongrel2Sockets::~Mongrel2Sockets() {
-    requests_.close();
-    replies_.linger(kLinger);
+Mongrel2Sockets::~Mongrel2Sockets() = default;
+
+// Mongrel2 restarted after a crash hands out connection ids from 1 again,
+// without a word: the only sign is a connection dropping. Either one drops the
+// other as well (a request still unread from the old server would otherwise be
+// answered to the new one), and everything in flight is cancelled.
+void Mongrel2Sockets::server_lost(ZmtpConnection& lost, ZmtpConnection& other, std::string_view why) {
+    other.restart();
+    if (on_server_lost_) on_server_lost_("at " + lost.endpoint() + " disconnected (" + std::string(why) + ")");
 }
 
 void Mongrel2Sockets::set_receiver(OnMessage on_message, OnServerLost on_server_lost) {

@@ -4,7 +4,6 @@
 // between a request and the loop that serves it.
 #pragma once
 
-#include <chrono>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -22,9 +21,6 @@ public:
     using OnMessage = std::function<void(std::string_view)>;
     using OnServerLost = std::function<void(std::string_view why)>;
 
-    // Up to this long at the end for replies still queued, as libzmq's linger.
-    static constexpr std::chrono::milliseconds kLinger{2000};
-
     // Throws std::runtime_error naming an endpoint it cannot use.
     Mongrel2Sockets(Loop& loop, const std::string& send_spec, const std::string& recv_spec);
     ~Mongrel2Sockets() override;
@@ -33,7 +29,9 @@ public:
     void set_receiver(OnMessage on_message, OnServerLost on_server_lost);
 
     // Single-frame, never blocks. Dropped, as a PUB drops them, while Mongrel2
-    // is not connected.
+    // is not connected. What is queued is written when the loop turn ends; the
+    // owner keeps the sockets until queued_bytes() is 0 (or 2 s, as libzmq's
+    // linger) before destroying them (Service).
     void send(std::string_view message) override;
     void send(std::string_view envelope, std::string_view body) override;
     void send(std::string_view envelope, OutFrame frame) override;
@@ -42,6 +40,7 @@ public:
     void when_queued_below(size_t below, std::function<void()> ready) override;
 
 private:
+    void server_lost(ZmtpConnection& lost, ZmtpConnection& other, std::string_view why);
     void wake_waiters();
 
     Loop& loop_;

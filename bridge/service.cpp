@@ -46,6 +46,10 @@ struct Endpoint {
     std::unique_ptr<Mongrel2Sockets> sockets;  // declared first: destroyed after the runtimes using it
     std::unique_ptr<HandlerRuntime> current;
     std::vector<std::unique_ptr<HandlerRuntime>> draining;
+    // Removed, idle, and waiting for its last replies to be written (at most
+    // kLinger, as libzmq's linger) before its sockets close.
+    bool lingering = false;
+    std::shared_ptr<bool> linger_over = std::make_shared<bool>(false);
 
     bool matches(const HandlerConfig& h) const { return h.send_spec == send_spec && h.recv_spec == recv_spec; }
     bool idle() const { return !current && draining.empty(); }
@@ -274,10 +278,31 @@ void Service::retire_endpoint(std::unique_ptr<Endpoint> endpoint) {
     sweep_closing_endpoints();
 }
 
+// Whether a removed endpoint's replies are all written, or it waited long
+// enough; on the first call it starts waiting, without blocking the loop.
+bool Service::replies_written(Endpoint& e) {
+    if (e.sockets->queued_bytes() == 0 || *e.linger_over) return true;
+    if (!e.lingering) {
+        e.lingering = true;
+        std::weak_ptr<const char> alive = alive_;
+        auto again = [this, alive] {
+            if (!alive.lock()) return;
+            sweep_closing_endpoints();
+            check_stopped();
+        };
+        e.sockets->when_queued_below(0, again);
+        loop_.after(kLinger, [again, over = e.linger_over] {
+            *over = true;
+            again();
+        });
+    }
+    return false;
+}
+
 void Service::sweep_closing_endpoints() {
     auto& list = closing_endpoints_;
     for (auto it = list.begin(); it != list.end();) {
-        if ((*it)->idle()) {
+        if ((*it)->idle() && replies_written(**it)) {
             loop_.dispose_later(std::move(*it));  // its sockets may be mid-callback
             it = list.erase(it);
         } else {

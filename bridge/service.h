@@ -5,6 +5,7 @@
 // old one finishes what it has, removed ones drain and go.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -24,6 +25,10 @@ struct HandlerRuntime;
 
 class Service {
 public:
+    // How long a removed endpoint (or every endpoint, at exit) waits for its
+    // last replies to be written to Mongrel2, as libzmq's linger did.
+    static constexpr std::chrono::milliseconds kLinger{2000};
+
     explicit Service(Loop& loop);
     ~Service();
     Service(const Service&) = delete;
@@ -49,6 +54,7 @@ private:
     void retire(Endpoint* endpoint, std::unique_ptr<HandlerRuntime> runtime);
     void retire_endpoint(std::unique_ptr<Endpoint> endpoint);
     void sweep_closing_endpoints();
+    bool replies_written(Endpoint& e);
     void check_stopped();
 
     Loop& loop_;

@@ -3,11 +3,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
 #include <stdexcept>
 #include <sys/epoll.h>
 #include <sys/uio.h>
@@ -19,46 +17,60 @@
 namespace m2b {
 
 namespace {
-constexpr size_t kInputChunk = 64 * 1024;  // the input buffer between large messages
+constexpr size_t kInputChunk = 64 * 1024;  // the input buffer, and what one read takes, between large messages
 constexpr int kWriteBatch = 64;            // frames per sendmsg
+constexpr size_t kFrameOverhead = 64;      // what malloc and the queue add to a frame, roughly
 
 // tcp://HOST:PORT (HOST a name, an IPv4 address or [IPv6]) or ipc://PATH
 // (@NAME for Linux's abstract namespace, as libzmq reads it).
-void resolve(const std::string& endpoint, sockaddr_storage& out, socklen_t& size, bool& is_tcp) {
-    auto bad = [&](const std::string& why) {
-        return std::runtime_error(endpoint + ": " + why);
-    };
+template <typename Address>
+std::vector<Address> resolve(const std::string& endpoint, bool& is_tcp) {
+    auto bad = [&](const std::string& why) { return std::runtime_error(endpoint + ": " + why); };
     std::string_view e = endpoint;
+    std::vector<Address> out;
     if (e.starts_with("ipc://")) {
         std::string_view path = e.substr(6);
         sockaddr_un un{};
         un.sun_family = AF_UNIX;
         if (path.empty() || path.size() >= sizeof un.sun_path) throw bad("an ipc path of 1 to 107 bytes is needed");
         std::memcpy(un.sun_path, path.data(), path.size());
-        if (path[0] == '@') un.sun_path[0] = '\0';
-        std::memcpy(&out, &un, sizeof un);
-        size = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + (path[0] == '@' ? 0 : 1));
+        bool abstract = path[0] == '@';
+        if (abstract) un.sun_path[0] = '\0';
+        Address a;
+        std::memcpy(&a.storage, &un, sizeof un);
+        a.size = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size() + (abstract ? 0 : 1));
+        out.push_back(a);
         is_tcp = false;
-        return;
+        return out;
     }
     if (!e.starts_with("tcp://")) throw bad("m2bridge connects to tcp:// and ipc:// endpoints only");
     std::string_view hostport = e.substr(6);
     size_t colon = hostport.rfind(':');
     if (colon == std::string_view::npos || colon + 1 == hostport.size()) throw bad("no port");
     std::string host(hostport.substr(0, colon)), port(hostport.substr(colon + 1));
-    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-    if (host.empty() || host == "*") throw bad("a host to connect to is needed");
     addrinfo hints{};
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_NUMERICSERV;
+    hints.ai_family = AF_INET;  // libzmq's default (ZMQ_IPV6 off): "localhost" is 127.0.0.1
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+        host = host.substr(1, host.size() - 2);
+        hints.ai_family = AF_INET6;
+        hints.ai_flags |= AI_NUMERICHOST;
+    }
+    if (host.empty() || host == "*") throw bad("a host to connect to is needed");
     addrinfo* found = nullptr;
     // Blocking, once: at start and at a reload that names a new endpoint.
     int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &found);
     if (rc != 0) throw bad(gai_strerror(rc));
-    std::memcpy(&out, found->ai_addr, found->ai_addrlen);
-    size = found->ai_addrlen;
+    for (addrinfo* ai = found; ai; ai = ai->ai_next) {
+        Address a;
+        std::memcpy(&a.storage, ai->ai_addr, ai->ai_addrlen);
+        a.size = ai->ai_addrlen;
+        out.push_back(a);
+    }
     freeaddrinfo(found);
     is_tcp = true;
+    return out;
 }
 }  // namespace
 
@@ -66,7 +78,7 @@ ZmtpConnection::ZmtpConnection(Loop& loop, std::string endpoint, std::string soc
                                std::vector<std::string> peer_types)
     : loop_(loop), endpoint_(std::move(endpoint)), socket_type_(std::move(socket_type)),
       peer_types_(std::move(peer_types)) {
-    resolve(endpoint_, address_, address_size_, is_tcp_);
+    addresses_ = resolve<Address>(endpoint_, is_tcp_);
 }
 
 ZmtpConnection::~ZmtpConnection() { close(); }
@@ -78,41 +90,45 @@ void ZmtpConnection::set_callbacks(OnMessage on_message, OnLost on_lost, OnWritt
 }
 
 void ZmtpConnection::start() {
-    if (state_ == State::Waiting && !fd_) attempt();
+    if (state_ == State::Waiting && !fd_ && timer_ == 0) attempt();
 }
 
 void ZmtpConnection::close() {
     if (state_ == State::Closed) return;
-    if (fd_) loop_.unwatch(fd_.get());
-    fd_.reset();
-    loop_.cancel(timer_);
-    timer_ = 0;
-    forget_queue();
+    tear_down();
     state_ = State::Closed;
+}
+
+void ZmtpConnection::restart() {
+    if (state_ == State::Closed || state_ == State::Waiting) return;
+    tear_down();
+    retry_later();
 }
 
 void ZmtpConnection::attempt() {
     timer_ = 0;
-    fd_ = UniqueFd(::socket(address_.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    if (!fd_) return fail_attempt(std::string("socket: ") + strerror(errno));
+    const Address& to = addresses_[next_address_];
+    fd_ = UniqueFd(::socket(to.storage.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!fd_) return drop(std::string("socket: ") + strerror(errno));
     if (is_tcp_) {
         int one = 1;  // replies are written whole: nothing to gain from Nagle
         (void)setsockopt(fd_.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
     greeting_seen_ = false;
-    int rc = ::connect(fd_.get(), reinterpret_cast<const sockaddr*>(&address_), address_size_);
-    if (rc != 0 && errno != EINPROGRESS && errno != EAGAIN) return fail_attempt(strerror(errno));
+    // EAGAIN from a unix socket is a full backlog, not a connect in progress.
+    if (::connect(fd_.get(), reinterpret_cast<const sockaddr*>(&to.storage), to.size) != 0 && errno != EINPROGRESS)
+        return drop(strerror(errno));
     std::weak_ptr<const char> alive = alive_;
-    writable_wanted_ = true;
     if (!loop_.watch(fd_.get(), EPOLLIN | EPOLLOUT, [this, alive](uint32_t events) {
             if (alive.lock()) on_events(events);
         }))
-        return fail_attempt(std::string("epoll: ") + strerror(errno));
+        return drop(std::string("epoll: ") + strerror(errno));
+    writable_wanted_ = true;
     state_ = State::Connecting;
     timer_ = loop_.after(kHandshakeDeadline, [this, alive] {
         if (!alive.lock()) return;
         timer_ = 0;
-        if (state_ == State::Connecting || state_ == State::Handshaking) fail_attempt("no handshake within 30 s");
+        if (state_ == State::Connecting || state_ == State::Handshaking) drop("no handshake within 30 s");
     });
 }
 
@@ -130,7 +146,7 @@ void ZmtpConnection::finish_connect() {
     socklen_t len = sizeof error;
     if (getsockopt(fd_.get(), SOL_SOCKET, SO_ERROR, &error, &len) != 0) error = errno;
     if (error == EINPROGRESS) return;
-    if (error != 0) return fail_attempt(strerror(error));
+    if (error != 0) return drop(strerror(error));
     state_ = State::Handshaking;
     // Both halves of our handshake at once: with NULL there is nothing to wait
     // for. Messages wait for the peer's READY: libzmq drops a connection that
@@ -141,13 +157,17 @@ void ZmtpConnection::finish_connect() {
 
 void ZmtpConnection::read_some() {
     if (!in_) {
-        in_ = std::make_unique<char[]>(kInputChunk);
+        in_ = std::make_unique_for_overwrite<char[]>(kInputChunk);
         in_capacity_ = kInputChunk;
     }
     // Little room at the end: what is left of the input moves to the front.
-    if (in_capacity_ - in_end_ < kInputChunk / 4 && in_begin_ > 0) make_room(in_capacity_ - in_begin_);
+    if (in_capacity_ - in_end_ < kInputChunk / 4 && in_begin_ > 0) make_room(in_capacity_);
     if (in_end_ == in_capacity_) make_room(in_capacity_ + kInputChunk);
-    ssize_t n = ::recv(fd_.get(), in_.get() + in_end_, in_capacity_ - in_end_, MSG_DONTWAIT);
+    // One chunk a read, or what a large frame still needs: a turn of the loop
+    // hands on a bounded number of messages.
+    size_t unread = in_end_ - in_begin_;
+    size_t want = std::max(kInputChunk, wanted_ > unread ? wanted_ - unread : 0);
+    ssize_t n = ::recv(fd_.get(), in_.get() + in_end_, std::min(want, in_capacity_ - in_end_), MSG_DONTWAIT);
     if (n == 0) return drop("closed by Mongrel2");
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
@@ -157,10 +177,26 @@ void ZmtpConnection::read_some() {
     process_input();
 }
 
-// Takes every whole frame in the buffer. One read's worth at a time, so a
-// turn of the loop stays bounded by the buffer's size.
+// Moves the unread input to the front of a buffer of at least `bytes`.
+void ZmtpConnection::make_room(size_t bytes) {
+    size_t unread = in_end_ - in_begin_;
+    if (bytes <= in_capacity_) {
+        std::memmove(in_.get(), in_.get() + in_begin_, unread);
+    } else {
+        size_t capacity = (bytes + 4095) / 4096 * 4096;
+        auto bigger = std::make_unique_for_overwrite<char[]>(capacity);
+        if (unread) std::memcpy(bigger.get(), in_.get() + in_begin_, unread);
+        in_ = std::move(bigger);
+        in_capacity_ = capacity;
+    }
+    in_begin_ = 0;
+    in_end_ = unread;
+}
+
+// Takes every whole frame in the buffer.
 void ZmtpConnection::process_input() {
     if (state_ == State::Handshaking && !take_handshake()) return;
+    wanted_ = 0;
     while (state_ == State::Ready) {
         if (skipping_ > 0) {
             size_t n = static_cast<size_t>(std::min<uint64_t>(skipping_, in_end_ - in_begin_));
@@ -175,28 +211,37 @@ void ZmtpConnection::process_input() {
         if (parsed == zmtp::Parse::Bad) return drop("malformed frame");
         if (parsed == zmtp::Parse::NeedMore) break;
         if (head.size > kMaxMessage) {
-            log::error("a ", head.size, "-byte message from Mongrel2 at ", endpoint_, " skipped: larger than ",
-                       kMaxMessage, " bytes");
+            if (!oversize_logged_)
+                log::error("a ", head.size, "-byte message from Mongrel2 at ", endpoint_, " skipped: larger than ",
+                           kMaxMessage, " bytes (further ones are skipped without a word)");
+            oversize_logged_ = true;
             in_begin_ += head.head_size;
             skipping_ = head.size;
             in_multipart_ = head.more;
             continue;
         }
-        if (left.size() - head.head_size < head.size) {
-            // Not all here: room for the whole frame before the next read.
-            size_t whole = head.head_size + static_cast<size_t>(head.size);
-            if (in_begin_ + whole > in_capacity_) make_room(whole);
+        size_t whole = head.head_size + static_cast<size_t>(head.size);
+        if (left.size() < whole) {
+            // Not all here. The buffer grows with what arrives (at most
+            // doubling), not with what the head announces.
+            wanted_ = whole;
+            if (in_begin_ + whole > in_capacity_) {
+                size_t grown = std::min(whole, std::max(in_capacity_ * 2, kInputChunk));
+                make_room(std::max(grown, in_capacity_));
+            }
             break;
         }
         std::string_view body = left.substr(head.head_size, static_cast<size_t>(head.size));
-        in_begin_ += head.head_size + body.size();
+        in_begin_ += whole;
         if (head.command) {
             take_command(body);
         } else if (head.more || in_multipart_) {
             if (!in_multipart_) log::warn("multipart message from Mongrel2 at ", endpoint_, " dropped");
             in_multipart_ = head.more;
         } else if (on_message_) {
+            dispatching_ = true;
             on_message_(body);  // may close us: the loop's condition looks again
+            dispatching_ = false;
         }
     }
     if (in_begin_ == in_end_) {
@@ -209,22 +254,6 @@ void ZmtpConnection::process_input() {
     }
 }
 
-// Moves the unread input to the front of a buffer of at least `bytes`.
-void ZmtpConnection::make_room(size_t bytes) {
-    size_t unread = in_end_ - in_begin_;
-    if (bytes <= in_capacity_) {
-        std::memmove(in_.get(), in_.get() + in_begin_, unread);
-    } else {
-        size_t capacity = (bytes + 4095) / 4096 * 4096;
-        auto bigger = std::make_unique<char[]>(capacity);
-        if (unread) std::memcpy(bigger.get(), in_.get() + in_begin_, unread);
-        in_ = std::move(bigger);
-        in_capacity_ = capacity;
-    }
-    in_begin_ = 0;
-    in_end_ = unread;
-}
-
 // The peer's greeting, then its READY: true once Ready.
 bool ZmtpConnection::take_handshake() {
     std::string_view left(in_.get() + in_begin_, in_end_ - in_begin_);
@@ -232,7 +261,7 @@ bool ZmtpConnection::take_handshake() {
         std::string why;
         zmtp::Parse parsed = zmtp::check_greeting(left, why);
         if (parsed == zmtp::Parse::Bad) {
-            fail_attempt(why);
+            drop(why);
             return false;
         }
         if (parsed == zmtp::Parse::NeedMore) return false;
@@ -244,18 +273,18 @@ bool ZmtpConnection::take_handshake() {
     zmtp::Parse parsed = zmtp::parse_frame_head(left, head);
     if (parsed == zmtp::Parse::NeedMore) return false;
     if (parsed == zmtp::Parse::Bad || !head.command || head.size > 4096) {
-        fail_attempt("no READY command in the handshake");
+        drop("no READY command in the handshake");
         return false;
     }
     if (left.size() - head.head_size < head.size) return false;  // 4 KiB fits the buffer
     std::string_view body = left.substr(head.head_size, static_cast<size_t>(head.size));
     std::string_view type;
     if (!zmtp::ready_socket_type(body, type)) {
-        fail_attempt(zmtp::command_name(body) == "ERROR" ? "the peer refused us" : "no READY command in the handshake");
+        drop(zmtp::command_name(body) == "ERROR" ? "the peer refused us" : "no READY command in the handshake");
         return false;
     }
     if (std::find(peer_types_.begin(), peer_types_.end(), type) == peer_types_.end()) {
-        fail_attempt("the peer is a " + std::string(type) + " socket, not Mongrel2's " + peer_types_.front());
+        drop("the peer is a " + std::string(type) + " socket, not Mongrel2's " + peer_types_.front());
         return false;
     }
     in_begin_ += head.head_size + body.size();
@@ -265,14 +294,17 @@ bool ZmtpConnection::take_handshake() {
     if (failures_ > 0) log::info("connected to Mongrel2 at ", endpoint_);
     failures_ = 0;
     drop_logged_ = false;
-    if (!out_.empty()) flush();  // what was sent while connecting
-    return state_ == State::Ready;
+    oversize_logged_ = false;
+    return true;
 }
 
 void ZmtpConnection::take_command(std::string_view body) {
     std::string_view name = zmtp::command_name(body);
     if (name == "PING") {
-        queue_front(zmtp::pong_for(body));  // before queued replies: a late PONG is a dead peer to it
+        // One PONG waits at a time: a peer that pings and does not read gets no more.
+        if (pong_queued_) return;
+        pong_queued_ = true;
+        queue_front(zmtp::pong_for(body));
     } else if (name == "ERROR") {
         drop("the peer sent ERROR");
     }
@@ -280,8 +312,8 @@ void ZmtpConnection::take_command(std::string_view body) {
 }
 
 bool ZmtpConnection::accepting() {
-    if (state_ != State::Waiting) return state_ != State::Closed;
-    if (!drop_logged_) {
+    if (state_ == State::Ready) return true;
+    if (!drop_logged_ && state_ != State::Closed) {
         log::warn("Mongrel2 at ", endpoint_, " is not connected: replies are dropped until it is");
         drop_logged_ = true;
     }
@@ -299,9 +331,9 @@ void ZmtpConnection::send(OutFrame frame) {
         frame = std::move(copy);
     }
     frame.shrink_to_fit();
-    queued_bytes_ += frame.footprint();
+    queued_bytes_ += frame.footprint() + kFrameOverhead;
     out_.push_back(std::move(frame));
-    if (state_ == State::Ready && !flush_posted_ && !writable_wanted_) {
+    if (!flush_posted_ && !writable_wanted_) {
         // Written once this turn's events are handled: a fan-out or several
         // replies of one turn leave in one system call.
         flush_posted_ = true;
@@ -324,12 +356,12 @@ void ZmtpConnection::send(std::string_view message) {
 void ZmtpConnection::queue_front(std::string bytes) {
     OutFrame frame(0, bytes.size());
     frame.append(bytes);
-    queued_bytes_ += frame.footprint();
+    queued_bytes_ += frame.footprint() + kFrameOverhead;
     // Behind a frame already half written, never inside it.
     auto at = out_.begin();
     if (at != out_.end() && out_written_front_) ++at;
     out_.insert(at, std::move(frame));
-    flush();
+    if (!writable_wanted_) flush();
 }
 
 void ZmtpConnection::flush() {
@@ -338,7 +370,7 @@ void ZmtpConnection::flush() {
         if (written < 0) {
             if (errno == EINTR) continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK) return want_writable(true);
-            return fail_attempt(strerror(errno));
+            return drop(strerror(errno));
         }
         handshake_out_.erase(0, static_cast<size_t>(written));
     }
@@ -361,8 +393,7 @@ void ZmtpConnection::flush() {
                 want_writable(true);
                 break;
             }
-            drop(strerror(errno));
-            return;
+            return drop(strerror(errno));
         }
         auto left = static_cast<size_t>(written);
         while (left > 0) {
@@ -373,58 +404,77 @@ void ZmtpConnection::flush() {
                 break;
             }
             left -= front.size();
-            queued_bytes_ -= front.footprint();
+            queued_bytes_ -= front.footprint() + kFrameOverhead;
             out_.pop_front();
             out_written_front_ = false;
         }
     }
-    if (out_.empty()) want_writable(false);
+    if (out_.empty()) {
+        pong_queued_ = false;
+        want_writable(false);
+    }
     if (queued_bytes_ < before && on_written_) on_written_();
 }
 
 void ZmtpConnection::want_writable(bool yes) {
     if (writable_wanted_ == yes || !fd_) return;
     writable_wanted_ = yes;
-    (void)loop_.set_events(fd_.get(), yes ? uint32_t{EPOLLIN | EPOLLOUT} : uint32_t{EPOLLIN});
+    // A watch epoll refuses to change would leave the queue stalled for good.
+    if (!loop_.set_events(fd_.get(), yes ? uint32_t{EPOLLIN | EPOLLOUT} : uint32_t{EPOLLIN}))
+        drop(std::string("epoll: ") + strerror(errno));
 }
 
 void ZmtpConnection::forget_queue() {
+    bool had = queued_bytes_ > 0;
     handshake_out_.clear();
     out_.clear();
     out_written_front_ = false;
+    pong_queued_ = false;
     queued_bytes_ = 0;
-    // The input buffer stays: a message being handed on may still point into it.
     in_begin_ = in_end_ = 0;
+    wanted_ = 0;
     skipping_ = 0;
     in_multipart_ = false;
+    // A large input buffer goes; any buffer stays while a message in it is being handed on.
+    if (!dispatching_ && in_capacity_ > kInputChunk) {
+        in_.reset();
+        in_capacity_ = 0;
+    }
+    if (had && on_written_) on_written_();  // whoever waits on the queue may go on
 }
 
-// A connection that was Ready is lost: what was queued for it goes too, as
-// with libzmq. Its replies were for this incarnation of Mongrel2; a restarted
-// one hands out the same connection ids to other clients.
-void ZmtpConnection::drop(std::string_view why) {
-    bool was_ready = state_ == State::Ready;
-    if (!was_ready) return fail_attempt(why);
-    loop_.unwatch(fd_.get());
+void ZmtpConnection::tear_down() {
+    if (fd_) loop_.unwatch(fd_.get());
     fd_.reset();
     writable_wanted_ = false;
+    loop_.cancel(timer_);
+    timer_ = 0;
     forget_queue();
+}
+
+void ZmtpConnection::retry_later() {
     state_ = State::Waiting;
     std::weak_ptr<const char> alive = alive_;
     timer_ = loop_.after(kReconnect, [this, alive] {
         if (alive.lock()) attempt();
     });
-    failures_ = 1;  // the next connection is news
-    if (on_lost_) on_lost_(why);
-    if (on_written_) on_written_();  // the queue is empty now: whoever waits on it may go on
 }
 
-void ZmtpConnection::fail_attempt(std::string_view why) {
+// The connection, or the attempt at one, is over; another follows in 100 ms.
+// What was queued goes too, as with libzmq: replies were for this incarnation
+// of Mongrel2, and a restarted one hands out the same connection ids to
+// other clients.
+void ZmtpConnection::drop(std::string_view why) {
     if (state_ == State::Closed) return;
-    if (fd_) loop_.unwatch(fd_.get());
-    fd_.reset();
-    writable_wanted_ = false;
-    loop_.cancel(timer_);
+    bool was_ready = state_ == State::Ready;
+    tear_down();
+    retry_later();
+    if (was_ready) {
+        failures_ = 1;  // the next connection is news
+        if (on_lost_) on_lost_(why);
+        return;
+    }
+    next_address_ = (next_address_ + 1) % addresses_.size();
     // Mongrel2 often starts after its handlers: the first refusal is news,
     // one that lasts is a problem (every 100 ms, 50 is 5 s).
     ++failures_;
@@ -433,26 +483,6 @@ void ZmtpConnection::fail_attempt(std::string_view why) {
     else if (failures_ == 50)
         log::warn("cannot connect to Mongrel2 at ", endpoint_, " for 5 s: ", why, " (trying again every ",
                   kReconnect.count(), " ms)");
-    // What was queued while connecting is dropped with the attempt: it may
-    // hold a half-written handshake.
-    forget_queue();
-    state_ = State::Waiting;
-    std::weak_ptr<const char> alive = alive_;
-    timer_ = loop_.after(kReconnect, [this, alive] {
-        if (alive.lock()) attempt();
-    });
-}
-
-void ZmtpConnection::linger(std::chrono::milliseconds limit) {
-    if (state_ != State::Ready) return;
-    auto until = Loop::now() + limit;
-    while (!out_.empty() && fd_ && state_ == State::Ready) {
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Loop::now()).count();
-        if (left <= 0) break;
-        pollfd p{fd_.get(), POLLOUT, 0};
-        if (::poll(&p, 1, static_cast<int>(left)) <= 0) continue;
-        flush();
-    }
 }
 
 }  // namespace m2b

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -40,7 +41,9 @@ public:
     static constexpr std::chrono::milliseconds kHandshakeDeadline{30'000};
 
     // `endpoint` is tcp://HOST:PORT or ipc://PATH; throws std::runtime_error
-    // naming it when it is neither or its host does not resolve.
+    // naming it when it is neither or its host does not resolve. A name is
+    // resolved here, once, to IPv4 addresses (libzmq's default), tried in turn;
+    // [IPv6] is taken as written.
     // `peer_types`: the Socket-Types accepted from the peer (PUSH for our PULL).
     ZmtpConnection(Loop& loop, std::string endpoint, std::string socket_type, std::vector<std::string> peer_types);
     ~ZmtpConnection();
@@ -52,18 +55,19 @@ public:
     void set_callbacks(OnMessage on_message, OnLost on_lost, OnWritten on_written);
     void start();
     void close();  // no more reading, writing or reconnecting
+    // Drops the connection without reporting it lost, and connects afresh:
+    // when the other socket to the same Mongrel2 was lost.
+    void restart();
     State state() const { return state_; }
     const std::string& endpoint() const { return endpoint_; }
 
     // Queues one single-frame message: `frame` has room in front for its head
-    // (zmtp::kMaxFrameHead), or is copied. Dropped, as a PUB drops it, while
-    // no connection is being made.
+    // (zmtp::kMaxFrameHead), or is copied. Dropped, as a PUB drops what it has
+    // no subscriber for, unless the connection is Ready.
     void send(OutFrame frame);
     void send(std::string_view message);
     // Memory held by frames not yet written.
     size_t queued_bytes() const { return queued_bytes_; }
-    // Blocks up to `limit` to write what is queued: at the very end, as libzmq's linger.
-    void linger(std::chrono::milliseconds limit);
 
 private:
     void attempt();
@@ -79,15 +83,20 @@ private:
     void want_writable(bool yes);
     void queue_front(std::string bytes);
     void drop(std::string_view why);
-    void fail_attempt(std::string_view why);
+    void tear_down();
+    void retry_later();
     void forget_queue();
 
     Loop& loop_;
     std::string endpoint_;
     std::string socket_type_;
     std::vector<std::string> peer_types_;
-    sockaddr_storage address_{};
-    socklen_t address_size_ = 0;
+    struct Address {
+        sockaddr_storage storage{};
+        socklen_t size = 0;
+    };
+    std::vector<Address> addresses_;
+    size_t next_address_ = 0;
     bool is_tcp_ = false;
 
     State state_ = State::Waiting;
@@ -100,13 +109,17 @@ private:
     // Input: [in_begin_, in_end_) of in_ is read and not yet taken.
     std::unique_ptr<char[]> in_;
     size_t in_capacity_ = 0, in_begin_ = 0, in_end_ = 0;
-    uint64_t skipping_ = 0;     // bytes left of a frame too large to keep
+    size_t wanted_ = 0;          // bytes the frame at in_begin_ needs in all
+    uint64_t skipping_ = 0;      // bytes left of a frame too large to keep
     bool in_multipart_ = false;  // dropping the rest of a multipart message
+    bool dispatching_ = false;   // a message in in_ is being handed on
+    bool oversize_logged_ = false;
 
     std::string handshake_out_;  // our greeting and READY, until written
     std::deque<OutFrame> out_;   // wire bytes, frame heads in place: sent once Ready
     size_t queued_bytes_ = 0;
     bool out_written_front_ = false;  // the front frame is partly written
+    bool pong_queued_ = false;        // one PONG at a time, as libzmq
     bool flush_posted_ = false;
     bool drop_logged_ = false;
 
