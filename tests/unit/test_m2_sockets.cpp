@@ -272,27 +272,33 @@ std::string handshake_as(std::string_view type) {
 }
 }  // namespace
 
-TEST_CASE("replies sent before the handshake is done are dropped, not queued") {
-    RawPeer replies;  // accepts, never greets
+// A libzmq PUSH for requests, and a raw peer, accepted, where the SUB belongs.
+struct RawReplies {
+    RawPeer replies;
     zmq::context_t context{1};
     zmq::socket_t requests{context, zmq::socket_type::push};
-    requests.bind("tcp://127.0.0.1:*");
     Loop loop;
-    Mongrel2Sockets sockets(loop, requests.get(zmq::sockopt::last_endpoint), replies.endpoint);
-    replies.accept_one(loop);
+    std::unique_ptr<Mongrel2Sockets> sockets;
+    RawReplies() {
+        requests.bind("tcp://127.0.0.1:*");
+        sockets = std::make_unique<Mongrel2Sockets>(loop, requests.get(zmq::sockopt::last_endpoint), replies.endpoint);
+        replies.accept_one(loop);
+    }
+};
+
+TEST_CASE("replies sent before the handshake is done are dropped, not queued") {
+    RawReplies m2;  // the raw peer never greets
+    auto& [replies, context, requests, loop, sockets_ptr] = m2;
+    Mongrel2Sockets& sockets = *sockets_ptr;
     for (int i = 0; i < 200; ++i) sockets.send("0123456789", std::string(64 * 1024, 'h'));
     loop.run_once(0);
     CHECK(sockets.queued_bytes() == 0);
 }
 
 TEST_CASE("a peer that pings and never reads gets one PONG at a time") {
-    RawPeer replies;
-    zmq::context_t context{1};
-    zmq::socket_t requests{context, zmq::socket_type::push};
-    requests.bind("tcp://127.0.0.1:*");
-    Loop loop;
-    Mongrel2Sockets sockets(loop, requests.get(zmq::sockopt::last_endpoint), replies.endpoint);
-    replies.accept_one(loop);
+    RawReplies m2;
+    auto& [replies, context, requests, loop, sockets_ptr] = m2;
+    Mongrel2Sockets& sockets = *sockets_ptr;
     int small = 4096;  // the peer's receive buffer: PONGs soon stop fitting
     ::setsockopt(replies.conn.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
     replies.write_all(loop, handshake_as("SUB"));
