@@ -22,7 +22,11 @@ Mongrel2Sockets::Mongrel2Sockets(Loop& loop, const std::string& send_spec, const
     requests_.start();
 }
 
-Mongrel2Sockets::~Mongrel2Sockets() = default;
+// Closed here, while the members their callbacks use are still alive.
+Mongrel2Sockets::~Mongrel2Sockets() {
+    requests_.close();
+    replies_.close();
+}
 
 // Mongrel2 restarted after a crash hands out connection ids from 1 again,
 // without a word: the only sign is a connection dropping. Either one drops the

@@ -50,6 +50,7 @@ struct Endpoint {
     // kLinger, as libzmq's linger) before its sockets close.
     bool lingering = false;
     std::shared_ptr<bool> linger_over = std::make_shared<bool>(false);
+    std::shared_ptr<bool> queue_watched = std::make_shared<bool>(false);  // a queue waiter is registered
 
     bool matches(const HandlerConfig& h) const { return h.send_spec == send_spec && h.recv_spec == recv_spec; }
     bool idle() const { return !current && draining.empty(); }
@@ -279,20 +280,27 @@ void Service::retire_endpoint(std::unique_ptr<Endpoint> endpoint) {
 }
 
 // Whether a removed endpoint's replies are all written, or it waited long
-// enough; on the first call it starts waiting, without blocking the loop.
+// enough; until then it waits, without blocking the loop, for the queue to
+// empty (looking again each time it falls) or for kLinger to pass.
 bool Service::replies_written(Endpoint& e) {
     if (e.sockets->queued_bytes() == 0 || *e.linger_over) return true;
+    std::weak_ptr<const char> alive = alive_;
+    auto again = [this, alive] {
+        if (!alive.lock()) return;
+        sweep_closing_endpoints();
+        check_stopped();
+    };
     if (!e.lingering) {
         e.lingering = true;
-        std::weak_ptr<const char> alive = alive_;
-        auto again = [this, alive] {
-            if (!alive.lock()) return;
-            sweep_closing_endpoints();
-            check_stopped();
-        };
-        e.sockets->when_queued_below(0, again);
         loop_.after(kLinger, [again, over = e.linger_over] {
             *over = true;
+            again();
+        });
+    }
+    if (!*e.queue_watched) {
+        *e.queue_watched = true;
+        e.sockets->when_queued_below(0, [again, watched = e.queue_watched] {
+            *watched = false;
             again();
         });
     }

@@ -81,7 +81,13 @@ ZmtpConnection::ZmtpConnection(Loop& loop, std::string endpoint, std::string soc
     addresses_ = resolve<Address>(endpoint_, is_tcp_);
 }
 
-ZmtpConnection::~ZmtpConnection() { close(); }
+ZmtpConnection::~ZmtpConnection() {
+    // A destructor does not call out: its owner may be half destroyed.
+    on_message_ = nullptr;
+    on_lost_ = nullptr;
+    on_written_ = nullptr;
+    close();
+}
 
 void ZmtpConnection::set_callbacks(OnMessage on_message, OnLost on_lost, OnWritten on_written) {
     on_message_ = std::move(on_message);
@@ -360,6 +366,7 @@ void ZmtpConnection::queue_front(std::string bytes) {
     // Behind a frame already half written, never inside it.
     auto at = out_.begin();
     if (at != out_.end() && out_written_front_) ++at;
+    pong_ahead_ = static_cast<size_t>(at - out_.begin());
     out_.insert(at, std::move(frame));
     if (!writable_wanted_) flush();
 }
@@ -406,13 +413,14 @@ void ZmtpConnection::flush() {
             left -= front.size();
             queued_bytes_ -= front.footprint() + kFrameOverhead;
             out_.pop_front();
+            if (pong_queued_) {
+                if (pong_ahead_ == 0) pong_queued_ = false;  // that was the PONG
+                else --pong_ahead_;
+            }
             out_written_front_ = false;
         }
     }
-    if (out_.empty()) {
-        pong_queued_ = false;
-        want_writable(false);
-    }
+    if (out_.empty()) want_writable(false);
     if (queued_bytes_ < before && on_written_) on_written_();
 }
 

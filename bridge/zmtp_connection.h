@@ -120,6 +120,7 @@ private:
     size_t queued_bytes_ = 0;
     bool out_written_front_ = false;  // the front frame is partly written
     bool pong_queued_ = false;        // one PONG at a time, as libzmq
+    size_t pong_ahead_ = 0;           // frames in front of it
     bool flush_posted_ = false;
     bool drop_logged_ = false;
 
