@@ -333,6 +333,8 @@ def numbered_blocks(count, size=65000):
 
 
 class BigReplies(unittest.TestCase):
+    FLOW_SETTINGS = {"download.flow_control": "1"}
+
     def test_fake_backend_400mb_stream_memory_bound(self):
         # Defect 4: a 400 MB reply from a fast backend, read fast by the client, must go through in
         # bounded memory and byte-exact. Today m2bridge's peak grows by 70-120 MiB (replies queue
@@ -370,14 +372,11 @@ class BigReplies(unittest.TestCase):
             growth = (vm_hwm_kib(st.pid) - base) / 1024
             self.assertLess(growth, 32, "m2bridge's peak memory grew by %.0f MiB" % growth)
 
-    def test_fake_backend_mongrel2_that_stops_reading_memory_bound(self):
-        # A Mongrel2 that stays up but stops reading its SUB socket (stopped here with SIGSTOP)
-        # while 16 replies of 4 MB each are on their way: ZeroMQ's queue toward it has no
-        # high-water mark, so m2bridge once kept every byte the backends wrote (about 60 MiB of
-        # growth). Replies now wait while ZeroMQ holds more than 8 MiB, and their backends wait
-        # behind --buffer-size. Once Mongrel2 reads again each client gets its reply byte-exact,
-        # or (without download.flow_control, Mongrel2's default) a close: the messages that
-        # waited for it arrive at once and may pass its 16-message queue. Never wrong bytes.
+    def stop_mongrel2_under_big_replies(self, settings):
+        """Mongrel2 stays up but stops reading its SUB socket (SIGSTOP) for 3 s while 16 replies
+        of 4 MB each are on their way. Returns (bodies, closed, growth in MiB of m2bridge's peak
+        memory), after checking that every client got the beginning of its reply, byte-exact,
+        and that m2bridge still serves."""
         clients, size = 16, 4 * 1000 * 1000
         started = threading.Semaphore(0)
         go = threading.Event()
@@ -391,7 +390,7 @@ class BigReplies(unittest.TestCase):
                 yield fb.record(fb.STDOUT, block)
             yield fb.end_request()
         with Stack("--buffer-size", str(256 * 1024), "--max-requests", str(clients), fake=fb.scripted({"/big": big}),
-                   env=LOW_QUARANTINE, warmup="/warm") as st:
+                   env=LOW_QUARANTINE, warmup="/warm", settings=settings) as st:
             socks = []
             try:
                 for _ in range(clients):
@@ -406,12 +405,12 @@ class BigReplies(unittest.TestCase):
                 os.kill(st.m2.process.proc.pid, signal.SIGSTOP)
                 try:
                     go.set()
-                    time.sleep(3)  # the backends write all they may; m2bridge hands ZeroMQ what it may
+                    time.sleep(3)  # the backends write all they may; m2bridge queues what it may
                     growth = (vm_hwm_kib(st.pid) - base) / 1024
                 finally:
                     os.kill(st.m2.process.proc.pid, signal.SIGCONT)
                 whole = b"".join(numbered_blocks(size // 40000, 40000))
-                complete = 0
+                bodies, closed_ones = [], []
                 for i, s in enumerate(socks):
                     raw, closed = b"", False
                     while not closed and len(raw.partition(b"\r\n\r\n")[2]) < size:
@@ -423,14 +422,32 @@ class BigReplies(unittest.TestCase):
                         self.assertTrue(head.startswith(b"HTTP/1.1 200 "), "client %d: %r" % (i, head[:40]))
                     # Closed by Mongrel2 or not, what came is the reply's beginning.
                     self.assertEqual(body, whole[:len(body)], "client %d: wrong bytes" % i)
-                    complete += len(body) == size
-                self.assertGreater(complete, 0)
-                self.assertLess(growth, 24, "m2bridge's peak memory grew by %.0f MiB" % growth)
+                    bodies.append(body)
+                    closed_ones.append(closed)
                 status, _, body = http_request(st.port, "GET", "/warm", timeout=10)
                 self.assertEqual(status, 200)
+                return bodies, closed_ones, growth
             finally:
                 for s in socks:
                     s.close()
+
+    def test_fake_backend_mongrel2_that_stops_reading_memory_bound(self):
+        # Without download.flow_control (Mongrel2's default): m2bridge once kept every byte the
+        # backends wrote (about 60 MiB of growth). Replies now wait while more than 8 MiB is
+        # queued for Mongrel2, and their backends wait behind --buffer-size. When Mongrel2 reads
+        # again, the messages that waited arrive at once and may pass its 16-message queue per
+        # connection, so it may close some (or, on a loaded machine, all) of them: a client gets
+        # its reply or a prefix and a close (docs/design.md, "Known gaps"). Never wrong bytes.
+        _, _, growth = self.stop_mongrel2_under_big_replies(None)
+        self.assertLess(growth, 24, "m2bridge's peak memory grew by %.0f MiB" % growth)
+
+    def test_fake_backend_mongrel2_that_stops_reading_with_flow_control_every_reply_whole(self):
+        # With download.flow_control, m2bridge sends no more than Mongrel2 has credited, so a
+        # Mongrel2 that stops and goes on again never overflows a queue: every reply arrives whole.
+        bodies, closed, growth = self.stop_mongrel2_under_big_replies(self.FLOW_SETTINGS)
+        self.assertEqual([len(b) for b in bodies], [4 * 1000 * 1000] * 16)
+        self.assertEqual(closed, [False] * 16)
+        self.assertLess(growth, 24, "m2bridge's peak memory grew by %.0f MiB" % growth)
 
     def test_fake_backend_tail_is_not_stuck_until_the_next_write(self):
         # Defect 5: head + a body just over 1 MiB (then 1.5 MiB) + TAIL-MARK written at once, then
