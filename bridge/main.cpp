@@ -118,9 +118,10 @@ int main(int argc, char** argv) {
     log::set_level(level);
     std::signal(SIGPIPE, SIG_IGN);
     // Replies are built in blocks of up to 1 MiB (a collected reply: up to
-    // --buffer-size) that libzmq frees on its own thread (bridge/out_frame.h). glibc would map each such block
-    // afresh (and fault its pages in) until it saw a large one freed; keep
-    // them on the heap, and keep a few MiB of it, instead.
+    // --buffer-size), freed once written to Mongrel2 (bridge/out_frame.h).
+    // glibc would map each such block afresh (and fault its pages in) until
+    // it saw a large one freed; keep them on the heap, and keep a few MiB of
+    // it, instead.
     mallopt(M_MMAP_THRESHOLD, 8 * 1024 * 1024);
     mallopt(M_TRIM_THRESHOLD, 16 * 1024 * 1024);
 
