@@ -23,8 +23,8 @@ constexpr int kAdmissionsPerTurn = 256;
 // Requests ended, at least, between two returns of freed memory to the kernel.
 constexpr uint32_t kEndedBeforeTrim = 1024;
 constexpr size_t kDeliveryBytesPerTurn = 4 * 1024 * 1024;
-// Replies and fan-outs wait while ZeroMQ holds more than this for Mongrel2,
-// and go on when it holds half: what a Mongrel2 that stops reading costs is
+// Replies and fan-outs wait while more than this is queued for Mongrel2, and
+// go on when half is: what a Mongrel2 that stops reading costs is
 // bounded, and a delivery's memory does not grow with its ids.
 constexpr size_t kQueuedBytesHigh = 8 * 1024 * 1024;
 // Bounds what clients can make m2bridge remember or ask of the backend when they leave.
@@ -434,8 +434,8 @@ size_t Handler::send_window(uint64_t conn) {
     return 0;
 }
 
-// True while ZeroMQ holds too much for Mongrel2; the first call arranges the
-// wake-up of everything that waits on it once it holds half.
+// True while too much is queued for Mongrel2; the first call arranges the
+// wake-up of everything that waits on it once half is.
 bool Handler::queue_full() {
     if (link_.queued_bytes() <= kQueuedBytesHigh) return false;
     if (!queue_waiting_) {
@@ -495,7 +495,7 @@ void Handler::wake_waiting_senders() {
     }
 }
 
-// A reply that waits for ZeroMQ's queue to drain is not a client that stopped
+// A reply that waits for the queue to Mongrel2 to drain is not a client that stopped
 // reading: its stall clock does not run meanwhile.
 bool Handler::waits_on_server(uint64_t conn) { return queue_waiting_ && send_waiting_.contains(conn); }
 
@@ -697,7 +697,7 @@ void Handler::shutdown(std::function<void()> done) {
 }
 
 void Handler::check_shutdown() {
-    // A fan-out still going out (or waiting on ZeroMQ) is part of a reply.
+    // A fan-out still going out (or waiting on the queue to Mongrel2) is part of a reply.
     if (!on_drained_ || !notices_.empty() || !deliveries_.empty()) return;
     for (const auto& [id, c] : conns_)
         if (!c.queue.empty()) return;

@@ -165,7 +165,7 @@ private:
     size_t held_count_ = 0;
     uint32_t flow_window_ = 0;  // learned from the first DOWNLOAD_CREDITS: the server's setting
     std::deque<Delivery> deliveries_;
-    // Connections waiting for a pacing token, or for ZeroMQ's queue to drain,
+    // Connections waiting for a pacing token, or for the queue to Mongrel2 to drain,
     // woken in the order they began to wait: the first to wait sends first.
     struct SendWaiting {
         std::unordered_set<uint64_t> members;
@@ -183,7 +183,7 @@ private:
     bool admissions_posted_ = false;
     bool deliveries_posted_ = false;
     uint32_t ended_since_trim_ = 0;
-    bool queue_waiting_ = false;  // for ZeroMQ to hand Mongrel2 what it holds
+    bool queue_waiting_ = false;  // for the queue to Mongrel2 to drain
     Loop::TimerId pacing_timer_ = 0;
     Loop::TimerId keepalive_timer_ = 0;
     Loop::TimerId shutdown_timer_ = 0;

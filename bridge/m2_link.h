@@ -1,5 +1,5 @@
 // What the handler needs from the Mongrel2 side: a way to send a message and
-// to stop taking requests. The ZeroMQ sockets implement it; tests and the
+// to stop taking requests. Mongrel2Sockets implements it; tests and the
 // handler's fuzz target put a recorder in its place.
 #pragma once
 
@@ -27,13 +27,13 @@ public:
         send(message);
     }
     // The same, with the body already in a frame with room for the envelope in
-    // front: the ZeroMQ sockets send that block itself, with no copy. Pure, so
+    // front: Mongrel2Sockets writes that block itself, with no copy. Pure, so
     // that no link in between falls back to a copy without saying so.
     virtual void send(std::string_view envelope, OutFrame frame) = 0;
     // Shutdown: no more requests are read; replies still go out.
     virtual void stop_receiving() = 0;
-    // Bytes of frames handed to send() as OutFrames, or large, that have not
-    // reached Mongrel2 yet. A sender that can wait (a delivery's fan-out) keeps this bounded.
+    // Bytes of messages queued for Mongrel2 and not yet written to its socket.
+    // A sender that can wait (a reply, a delivery's fan-out) keeps this bounded.
     virtual size_t queued_bytes() const = 0;
     // Calls `ready` on a later loop turn, once queued_bytes() <= `below`.
     virtual void when_queued_below(size_t below, std::function<void()> ready) = 0;

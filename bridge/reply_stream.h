@@ -34,7 +34,7 @@ public:
     // One Mongrel2 message to the client; empty `bytes` closes the connection
     // after what is queued.
     virtual void send(std::string_view bytes) = 0;
-    // True while the connection waits on Mongrel2's side (ZeroMQ's queue), not
+    // True while the connection waits on Mongrel2's side (the queue to it), not
     // on its client: that time is not a stall.
     virtual bool waits_on_server() { return false; }
     // One message whose bytes are handed over, not copied. Pure, so that no
