@@ -16,6 +16,7 @@
 
 #include "adapters/backend_address.h"
 #include "bridge/modes.h"
+#include "bridge/zmtp.h"
 #include "bridge/config_options.h"
 #include "base/log.h"
 #include "base/version.h"
@@ -48,19 +49,10 @@ size_t default_max_procs() { return 2 * static_cast<size_t>(std::max(1L, sysconf
 // Names the option and the value while checking; the sockets, made later,
 // report what slips through (a host that does not resolve), naming the endpoint.
 void check_endpoint(const std::string& endpoint, const std::string& option) {
-    auto bad = [&](const std::string& why) { return ConfigError(option + ": " + endpoint + ": " + why); };
     if (endpoint.empty()) throw ConfigError(option + ": must not be empty");
-    size_t scheme_end = endpoint.find("://");
-    if (scheme_end == std::string::npos) throw bad("not a ZeroMQ endpoint (tcp://HOST:PORT or ipc://PATH)");
-    std::string scheme = endpoint.substr(0, scheme_end), rest = endpoint.substr(scheme_end + 3);
-    if (rest.empty()) throw bad("nothing after " + scheme + "://");
-    if (scheme == "ipc") return;
-    if (scheme != "tcp") throw bad("unknown transport " + scheme + " (tcp or ipc)");
-    size_t colon = rest.rfind(':');
-    std::string port = colon == std::string::npos ? "" : rest.substr(colon + 1);
-    bool digits = !port.empty() && port.size() <= 5 && port.find_first_not_of("0123456789") == std::string::npos;
-    if (colon == 0 || colon == std::string::npos || !digits || std::stoi(port) < 1 || std::stoi(port) > 65535)
-        throw bad("expected tcp://HOST:PORT with a port from 1 to 65535");
+    zmtp::Endpoint parsed;
+    std::string why;
+    if (!zmtp::parse_endpoint(endpoint, parsed, why)) throw ConfigError(option + ": " + endpoint + ": " + why);
 }
 
 // The program a spawn runs, as execve needs it.

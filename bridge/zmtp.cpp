@@ -105,6 +105,54 @@ size_t write_frame_head(char* out, uint64_t size, bool command) {
     return 9;
 }
 
+bool parse_endpoint(std::string_view text, Endpoint& out, std::string& why) {
+    out = Endpoint{};
+    size_t scheme_end = text.find("://");
+    if (scheme_end == std::string_view::npos) {
+        why = "not a ZeroMQ endpoint (tcp://HOST:PORT or ipc://PATH)";
+        return false;
+    }
+    std::string scheme(text.substr(0, scheme_end));
+    std::string_view rest = text.substr(scheme_end + 3);
+    if (rest.empty()) {
+        why = "nothing after " + scheme + "://";
+        return false;
+    }
+    if (scheme == "ipc") {
+        if (rest.size() > 107) {  // sockaddr_un's sun_path, with its NUL
+            why = "an ipc path of 1 to 107 bytes is needed";
+            return false;
+        }
+        out.ipc = true;
+        out.path = std::string(rest);
+        return true;
+    }
+    if (scheme != "tcp") {
+        why = "unknown transport " + scheme + " (tcp or ipc)";
+        return false;
+    }
+    size_t colon = rest.rfind(':');
+    std::string_view port = colon == std::string_view::npos ? "" : rest.substr(colon + 1);
+    bool digits = !port.empty() && port.size() <= 5 && port.find_first_not_of("0123456789") == std::string_view::npos;
+    int number = digits ? std::stoi(std::string(port)) : 0;
+    if (colon == 0 || number < 1 || number > 65535) {
+        why = "expected tcp://HOST:PORT with a port from 1 to 65535";
+        return false;
+    }
+    std::string_view host = rest.substr(0, colon);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+        host = host.substr(1, host.size() - 2);
+        out.ipv6_literal = true;
+    }
+    if (host.empty() || host == "*") {
+        why = "a host to connect to is needed";
+        return false;
+    }
+    out.host = std::string(host);
+    out.port = std::string(port);
+    return true;
+}
+
 std::string_view command_name(std::string_view body) {
     if (body.empty()) return {};
     size_t n = static_cast<unsigned char>(body[0]);

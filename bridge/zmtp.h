@@ -1,6 +1,7 @@
 // ZMTP 3.1 (rfc.zeromq.org/spec/37), the part a Mongrel2 handler speaks: the
 // NULL mechanism, single-frame messages, and the few commands a libzmq peer
-// sends. Pure: bytes in, values out; the sockets are in zmtp_connection.h.
+// sends; and the endpoints it connects to. Pure: bytes in, values out; the
+// sockets are in zmtp_connection.h.
 #pragma once
 
 #include <cstddef>
@@ -35,6 +36,18 @@ struct FrameHead {
 Parse parse_frame_head(std::string_view bytes, FrameHead& head);
 // Writes a frame head for `size` bytes into `out` and returns its length.
 size_t write_frame_head(char* out, uint64_t size, bool command = false);
+
+// An endpoint m2bridge connects to: tcp://HOST:PORT (HOST a name, an IPv4
+// address or [IPv6]) or ipc://PATH. One grammar for the config check and the
+// sockets.
+struct Endpoint {
+    bool ipc = false;
+    std::string path;           // ipc: as written (@NAME: the abstract namespace)
+    std::string host, port;     // tcp: the host without brackets
+    bool ipv6_literal = false;  // tcp: the host was written [like::this]
+};
+// False, with `why`, for anything else.
+bool parse_endpoint(std::string_view text, Endpoint& out, std::string& why);
 
 // A command's name ("READY", "PING", ...); empty when the body is malformed.
 std::string_view command_name(std::string_view body);

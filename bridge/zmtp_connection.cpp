@@ -21,20 +21,19 @@ constexpr size_t kInputChunk = 64 * 1024;  // the input buffer, and what one rea
 constexpr int kWriteBatch = 64;            // frames per sendmsg
 constexpr size_t kFrameOverhead = 64;      // what malloc and the queue add to a frame, roughly
 
-// tcp://HOST:PORT (HOST a name, an IPv4 address or [IPv6]) or ipc://PATH
-// (@NAME for Linux's abstract namespace, as libzmq reads it).
+// The addresses of an endpoint (zmtp::parse_endpoint's grammar).
 template <typename Address>
 std::vector<Address> resolve(const std::string& endpoint, bool& is_tcp) {
-    auto bad = [&](const std::string& why) { return std::runtime_error(endpoint + ": " + why); };
-    std::string_view e = endpoint;
+    zmtp::Endpoint parsed;
+    std::string why;
+    if (!zmtp::parse_endpoint(endpoint, parsed, why)) throw std::runtime_error(endpoint + ": " + why);
     std::vector<Address> out;
-    if (e.starts_with("ipc://")) {
-        std::string_view path = e.substr(6);
+    if (parsed.ipc) {
+        const std::string& path = parsed.path;
         sockaddr_un un{};
         un.sun_family = AF_UNIX;
-        if (path.empty() || path.size() >= sizeof un.sun_path) throw bad("an ipc path of 1 to 107 bytes is needed");
         std::memcpy(un.sun_path, path.data(), path.size());
-        bool abstract = path[0] == '@';
+        bool abstract = path[0] == '@';  // Linux's abstract namespace, as libzmq reads it
         if (abstract) un.sun_path[0] = '\0';
         Address a;
         std::memcpy(&a.storage, &un, sizeof un);
@@ -43,25 +42,18 @@ std::vector<Address> resolve(const std::string& endpoint, bool& is_tcp) {
         is_tcp = false;
         return out;
     }
-    if (!e.starts_with("tcp://")) throw bad("m2bridge connects to tcp:// and ipc:// endpoints only");
-    std::string_view hostport = e.substr(6);
-    size_t colon = hostport.rfind(':');
-    if (colon == std::string_view::npos || colon + 1 == hostport.size()) throw bad("no port");
-    std::string host(hostport.substr(0, colon)), port(hostport.substr(colon + 1));
     addrinfo hints{};
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_NUMERICSERV;
     hints.ai_family = AF_INET;  // libzmq's default (ZMQ_IPV6 off): "localhost" is 127.0.0.1
-    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-        host = host.substr(1, host.size() - 2);
+    if (parsed.ipv6_literal) {
         hints.ai_family = AF_INET6;
         hints.ai_flags |= AI_NUMERICHOST;
     }
-    if (host.empty() || host == "*") throw bad("a host to connect to is needed");
     addrinfo* found = nullptr;
     // Blocking, once: at start and at a reload that names a new endpoint.
-    int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &found);
-    if (rc != 0) throw bad(gai_strerror(rc));
+    int rc = getaddrinfo(parsed.host.c_str(), parsed.port.c_str(), &hints, &found);
+    if (rc != 0) throw std::runtime_error(endpoint + ": " + gai_strerror(rc));
     for (addrinfo* ai = found; ai; ai = ai->ai_next) {
         Address a;
         std::memcpy(&a.storage, ai->ai_addr, ai->ai_addrlen);

@@ -1,6 +1,7 @@
-// ZMTP as m2bridge reads it from Mongrel2: the codec's functions on the raw
-// input, then the same bytes through a real ZmtpConnection on a unix socket
-// (its buffering, large and skipped frames, multipart, commands). The first
+// ZMTP as m2bridge reads it from Mongrel2: the codec's functions (and the
+// endpoint grammar) on the raw input, then the same bytes through a real
+// ZmtpConnection on a unix socket (its buffering, large and skipped frames,
+// multipart, commands). The first
 // byte chooses whether the input follows a valid greeting and READY, or is
 // the peer's handshake itself.
 #include <cstddef>
@@ -21,6 +22,8 @@ namespace {
 void codec(std::string_view in) {
     std::string why;
     m2b::zmtp::check_greeting(in, why);
+    m2b::zmtp::Endpoint endpoint;
+    m2b::zmtp::parse_endpoint(in, endpoint, why);
     m2b::zmtp::FrameHead head;
     std::string_view rest = in;
     while (m2b::zmtp::parse_frame_head(rest, head) == m2b::zmtp::Parse::Ok && rest.size() - head.head_size >= head.size) {

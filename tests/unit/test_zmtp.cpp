@@ -87,3 +87,35 @@ TEST_CASE("commands: READY's properties are read within bounds; PING gets its co
     CHECK(pong_for(std::string("\x04PING\x00\x0a" "ctx", 10)) == std::string("\x04\x08\x04PONGctx", 10));
     CHECK(pong_for(std::string("\x04PING", 5)) == std::string("\x04\x05\x04PONG", 7));
 }
+
+TEST_CASE("endpoints: tcp with a name, an IPv4 or a bracketed IPv6 host and a port; ipc with a path") {
+    Endpoint e;
+    std::string why;
+    REQUIRE(parse_endpoint("tcp://127.0.0.1:9997", e, why));
+    CHECK_FALSE(e.ipc);
+    CHECK(e.host == "127.0.0.1");
+    CHECK(e.port == "9997");
+    REQUIRE(parse_endpoint("tcp://[::1]:9996", e, why));
+    CHECK(e.host == "::1");
+    CHECK(e.ipv6_literal);
+    REQUIRE(parse_endpoint("ipc://@m2", e, why));
+    CHECK(e.ipc);
+    CHECK(e.path == "@m2");
+    CHECK(parse_endpoint("ipc://" + std::string(107, 'p'), e, why));
+
+    auto refused = [&](std::string_view text) {
+        Endpoint ignored;
+        std::string reason;
+        CHECK_FALSE(parse_endpoint(text, ignored, reason));
+        return reason;
+    };
+    CHECK(refused("127.0.0.1:9997") == "not a ZeroMQ endpoint (tcp://HOST:PORT or ipc://PATH)");
+    CHECK(refused("tcp://") == "nothing after tcp://");
+    CHECK(refused("udp://h:1") == "unknown transport udp (tcp or ipc)");
+    CHECK(refused("inproc://x") == "unknown transport inproc (tcp or ipc)");
+    CHECK(refused("ipc://" + std::string(108, 'p')) == "an ipc path of 1 to 107 bytes is needed");
+    for (const char* bad : {"tcp://nowhere", "tcp://h:0", "tcp://h:65536", "tcp://h:12a", "tcp://:9997", "tcp://h:"})
+        CHECK(refused(bad) == "expected tcp://HOST:PORT with a port from 1 to 65535");
+    CHECK(refused("tcp://*:9997") == "a host to connect to is needed");
+    CHECK(refused("tcp://[]:9997") == "a host to connect to is needed");
+}
