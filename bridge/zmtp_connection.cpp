@@ -116,18 +116,14 @@ void ZmtpConnection::attempt() {
     // EAGAIN from a unix socket is a full backlog, not a connect in progress.
     if (::connect(fd_.get(), reinterpret_cast<const sockaddr*>(&to.storage), to.size) != 0 && errno != EINPROGRESS)
         return drop(strerror(errno));
-    std::weak_ptr<const char> alive = alive_;
-    if (!loop_.watch(fd_.get(), EPOLLIN | EPOLLOUT, [this, alive](uint32_t events) {
-            if (alive.lock()) on_events(events);
-        }))
+    if (!loop_.watch(fd_.get(), EPOLLIN | EPOLLOUT, life_.guard([this](uint32_t events) { on_events(events); })))
         return drop(std::string("epoll: ") + strerror(errno));
     writable_wanted_ = true;
     state_ = State::Connecting;
-    timer_ = loop_.after(kHandshakeDeadline, [this, alive] {
-        if (!alive.lock()) return;
+    timer_ = loop_.after(kHandshakeDeadline, life_.guard([this] {
         timer_ = 0;
         if (state_ == State::Connecting || state_ == State::Handshaking) drop("no handshake within 30 s");
-    });
+    }));
 }
 
 void ZmtpConnection::on_events(uint32_t events) {
@@ -335,12 +331,10 @@ void ZmtpConnection::send(OutFrame frame) {
         // Written once this turn's events are handled: a fan-out or several
         // replies of one turn leave in one system call.
         flush_posted_ = true;
-        std::weak_ptr<const char> alive = alive_;
-        loop_.post([this, alive] {
-            if (!alive.lock()) return;
+        loop_.post(life_.guard([this] {
             flush_posted_ = false;
             if (state_ == State::Ready) flush();
-        });
+        }));
     }
 }
 
@@ -454,10 +448,7 @@ void ZmtpConnection::tear_down() {
 
 void ZmtpConnection::retry_later() {
     state_ = State::Waiting;
-    std::weak_ptr<const char> alive = alive_;
-    timer_ = loop_.after(kReconnect, [this, alive] {
-        if (alive.lock()) attempt();
-    });
+    timer_ = loop_.after(kReconnect, life_.guard([this] { attempt(); }));
 }
 
 // The connection, or the attempt at one, is over; another follows in 100 ms.

@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <vector>
 
+#include "base/life_token.h"
 #include "base/loop.h"
 #include "base/unique_fd.h"
 #include "bridge/out_frame.h"
@@ -127,7 +128,7 @@ private:
     OnMessage on_message_;
     OnLost on_lost_;
     OnWritten on_written_;
-    std::shared_ptr<const char> alive_ = std::make_shared<const char>(0);
+    LifeToken life_;  // the loop's callbacks do nothing once the connection is gone
 };
 
 }  // namespace m2b
