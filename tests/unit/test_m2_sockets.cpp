@@ -324,6 +324,31 @@ TEST_CASE("a peer that pings and never reads gets one PONG at a time") {
     CHECK(sockets.queued_bytes() < 4096);
 }
 
+TEST_CASE("a request larger than the 64 MiB bound is skipped, and the next one arrives on the same connection") {
+    RawPeer requests;
+    zmq::context_t context{1};
+    zmq::socket_t replies{context, zmq::socket_type::sub};
+    replies.bind("tcp://127.0.0.1:*");
+    Loop loop;
+    Mongrel2Sockets sockets(loop, requests.endpoint, replies.get(zmq::sockopt::last_endpoint));
+    std::vector<std::string> got;
+    int lost = 0;
+    sockets.set_receiver([&](std::string_view m) { got.emplace_back(m); }, [&](std::string_view) { ++lost; });
+    requests.accept_one(loop);
+    requests.write_all(loop, handshake_as("PUSH"));
+    char head[zmtp::kMaxFrameHead];
+    const size_t size = ZmtpConnection::kMaxMessage + 1;
+    requests.write_all(loop, std::string_view(head, zmtp::write_frame_head(head, size)));
+    std::string chunk(1024 * 1024, 'o');
+    for (size_t sent = 0; sent < size; sent += chunk.size())
+        requests.write_all(loop, std::string_view(chunk).substr(0, std::min(chunk.size(), size - sent)));
+    requests.write_all(loop, std::string_view(head, zmtp::write_frame_head(head, 5)));
+    requests.write_all(loop, "after");
+    for (int i = 0; i < 500 && got.empty(); ++i) loop.run_once(5);
+    CHECK(got == std::vector<std::string>{"after"});
+    CHECK(lost == 0);
+}
+
 TEST_CASE("a peer that is not Mongrel2's PUSH is never taken for it, and the sockets live on") {
     zmq::context_t context{1};
     zmq::socket_t wrong{context, zmq::socket_type::pull};  // a PULL where a PUSH belongs
