@@ -14,7 +14,7 @@ cpu() {
 # BACKEND_PATTERN names the backend processes (php-fpm, fcgiwrap...).
 snapshot() {
   echo "$(cpu "mongrel2 config") $(cpu build-bench/m2bridge) $(cpu "${BACKEND_PATTERN:-php-fpm}") $(cpu "nginx")" \
-       "$(cpu null_handler)"
+       "$(cpu 'null_handler|fcgi_floor')"
 }
 
 # wrk's latency ("357.00us", "2.30ms", "1.02s") in whole microseconds.
@@ -40,7 +40,7 @@ measure() {  # name url var
   # shellcheck disable=SC2086
   set -- "$3" $before $after "$requests"
   cpu_us=$(echo "$@" | awk '{ n = $12; for (i = 0; i < 5; i++) us[i] = n ? ($(7 + i) - $(2 + i)) * 10000 / n : 0;
-    printf "mongrel2 %.0f  m2bridge %.0f  backend %.0f  nginx %.0f  null-handler %.0f", us[0], us[1], us[2], us[3], us[4] }')
+    printf "mongrel2 %.0f  m2bridge %.0f  backend %.0f  nginx %.0f  null-handler/floor %.0f", us[0], us[1], us[2], us[3], us[4] }')
   echo "    cpu us per request: $cpu_us"
   # One line per run for bench/report.sh: label, connections, req/s, p50 and p99 in µs, CPU µs per process.
   [ -z "${FIGURES:-}" ] || printf '%s\t%s\t%s\t%s\t%s\t%s\n' "${LABEL_PREFIX:-}$label" "$CONNS" \
@@ -77,25 +77,26 @@ CONF
   pids="$pids $!"
 }
 
-# Starts php-fpm in $RUN: a static pool of $1 workers on $RUN/run/php.sock, plus the pool lines
-# in $2 (e.g. php_admin_value[...]). Its pid is the last word of $pids.
+# Starts php-fpm in $RUN: a static pool of $1 workers on $RUN/run/NAME.sock (NAME is $3, php by
+# default), plus the pool lines in $2 (e.g. php_admin_value[...]). Its pid is the last word of $pids.
 start_php_fpm() {
-  cat > "$RUN/fpm.conf" <<CONF
+  name=${3:-php}
+  cat > "$RUN/$name-fpm.conf" <<CONF
 [global]
-pid = $RUN/run/fpm.pid
-error_log = $RUN/logs/fpm.log
+pid = $RUN/run/$name-fpm.pid
+error_log = $RUN/logs/$name-fpm.log
 daemonize = no
 [bench]
 user = root
 group = root
-listen = $RUN/run/php.sock
+listen = $RUN/run/$name.sock
 listen.mode = 0666
 listen.backlog = 1024
 pm = static
 pm.max_children = $1
 ${2:-}
 CONF
-  /usr/sbin/php-fpm8.2 -R -n -y "$RUN/fpm.conf" -F > "$RUN/logs/fpm.out" 2>&1 &
+  /usr/sbin/php-fpm8.2 -R -n -y "$RUN/$name-fpm.conf" -F > "$RUN/logs/$name-fpm.out" 2>&1 &
   pids="$pids $!"
 }
 

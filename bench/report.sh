@@ -20,7 +20,7 @@ CHART="$OUT/$NAME.svg"
   echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' with local changes')."
   echo "CPU is µs per request of each process (user + system), over the requests wrk completed."
   echo
-  echo "| path | connections | req/s | p50 µs | p99 µs | mongrel2 | m2bridge | backend | nginx | null handler |"
+  echo "| path | connections | req/s | p50 µs | p99 µs | mongrel2 | m2bridge | backend | nginx | null handler or floor relay |"
   echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   awk -F '\t' '{
     if ($2 == 0) { printf "| %s | – | %s | – | – | – | – | – | – | – |\n", $1, $3; next }
@@ -63,7 +63,7 @@ plot "$DATA" using 3:xtic(1) title "mongrel2" linecolor rgb "#cc6677", \
      "" using 4 title "m2bridge" linecolor rgb "#4477aa", \
      "" using 5 title "backend" linecolor rgb "#ddcc77", \
      "" using 6 title "nginx" linecolor rgb "#117733", \
-     "" using 7 title "null handler" linecolor rgb "#888888"
+     "" using 7 title "null handler or floor relay" linecolor rgb "#888888"
 unset multiplot
 GNUPLOT
 echo "report: $TABLE, $CHART"

@@ -20,8 +20,11 @@ echo "Hello, world" > "$RUN/www/hello.txt"
 FIGURES="$RUN/figures.tsv"; SUMMARY="$RUN/summary.txt"
 M2_PORT=$(free_port); NGINX_PORT=$(free_port); SEND=$(free_port); RECV=$(free_port); SEND2=$(free_port); RECV2=$(free_port)
 SEND3=$(free_port); RECV3=$(free_port); SEND4=$(free_port); RECV4=$(free_port)
-# The floor: a handler that answers with nothing in between (bench/null_handler.c).
+# The floors: a handler that answers with nothing in between (bench/null_handler.c), and a relay
+# that adds one fixed FastCGI exchange and nothing else (bench/fcgi_floor.c).
 cc -O2 -o "$RUN/null_handler" bench/null_handler.c -lzmq
+cc -O2 -o "$RUN/fcgi_floor" bench/fcgi_floor.c -lzmq
+SEND5=$(free_port); RECV5=$(free_port)
 WORKERS=${FPM_WORKERS:-4}
 
 pids=""
@@ -29,6 +32,8 @@ cleanup() { for p in $pids; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/
 trap cleanup EXIT INT TERM
 
 start_php_fpm "$WORKERS"
+# The floor relay's own pool: its kept connections would hold the first pool's workers.
+start_php_fpm "$WORKERS" "" floor
 
 start_nginx "    root $RUN/www;
     location / {
@@ -39,13 +44,16 @@ start_nginx "    root $RUN/www;
 start_mongrel2 "$(handler h "$SEND" "$RECV")
 $(handler c "$SEND2" "$RECV2")
 $(handler n "$SEND3" "$RECV3")
-$(handler c2 "$SEND4" "$RECV4")" \
-  "'/': h, '/c/': c, '/c2/': c2, '/null/': n, '/static/': Dir(base='www/', index_file='hello.txt', default_ctype='text/plain')"
+$(handler c2 "$SEND4" "$RECV4")
+$(handler f "$SEND5" "$RECV5")" \
+  "'/': h, '/c/': c, '/c2/': c2, '/null/': n, '/floor/': f, '/static/': Dir(base='www/', index_file='hello.txt', default_ctype='text/plain')"
 "$RUN/null_handler" "$(endpoint "$SEND3")" "$(endpoint "$RECV3")" &
 pids="$pids $!"
 build-bench/examples/fcgi-hello "unix:$RUN/run/c.sock" > "$RUN/logs/c.out" 2>&1 &
 pids="$pids $!"
-while [ ! -S "$RUN/run/php.sock" ] || [ ! -S "$RUN/run/c.sock" ]; do sleep 0.1; done
+while [ ! -S "$RUN/run/php.sock" ] || [ ! -S "$RUN/run/c.sock" ] || [ ! -S "$RUN/run/floor.sock" ]; do sleep 0.1; done
+"$RUN/fcgi_floor" "$(endpoint "$SEND5")" "$(endpoint "$RECV5")" "$RUN/run/floor.sock" "$WORKERS" "$RUN/www/hello.php" &
+pids="$pids $!"
 build-bench/m2bridge fastcgi --send-spec "$(endpoint "$SEND2")" --recv-spec "$(endpoint "$RECV2")" \
   --log-level warn "unix:$RUN/run/c.sock" &
 pids="$pids $!"
@@ -59,7 +67,8 @@ pids="$pids $!"
 tries=0
 until curl -sf -m 5 -o /dev/null "http://127.0.0.1:$M2_PORT/hello.php" && curl -sf -m 5 -o /dev/null "http://127.0.0.1:$M2_PORT/c/hello" \
       && curl -sf -m 5 -o /dev/null "http://127.0.0.1:$M2_PORT/c2/hello" \
-      && curl -sf -o /dev/null "http://127.0.0.1:$NGINX_PORT/hello.php" && curl -sf -o /dev/null "http://127.0.0.1:$M2_PORT/null/"; do
+      && curl -sf -o /dev/null "http://127.0.0.1:$NGINX_PORT/hello.php" && curl -sf -o /dev/null "http://127.0.0.1:$M2_PORT/null/" \
+      && curl -sf -o /dev/null "http://127.0.0.1:$M2_PORT/floor/"; do
   tries=$((tries + 1)); [ $tries -lt 100 ] || { echo "bench: servers did not answer; logs in $RUN/logs"; trap - EXIT; exit 1; }
   sleep 0.2
 done
@@ -74,8 +83,9 @@ measure "nginx -> php-fpm, 1 connection" "http://127.0.0.1:$NGINX_PORT/hello.php
 measure "m2bridge -> php-fpm, 1 connection" "http://127.0.0.1:$M2_PORT/hello.php" M2B1
 # The floor of any Mongrel2 handler at one connection: what Mongrel2 and ZeroMQ add alone.
 measure "mongrel2 -> null handler, 1 connection" "http://127.0.0.1:$M2_PORT/null/" NULL1
+measure "mongrel2 -> floor relay -> php-fpm, 1 connection" "http://127.0.0.1:$M2_PORT/floor/" FLOOR1
 CONNS=$CONNS_SAVED
-echo "p50 at 1 connection: m2bridge $P50_M2B1, nginx $P50_NGINX1 (goal: within 100us); null handler $P50_NULL1" | tee -a "$SUMMARY"
+echo "p50 at 1 connection: m2bridge $P50_M2B1, nginx $P50_NGINX1 (goal: within 100us); null handler $P50_NULL1, floor relay $P50_FLOOR1" | tee -a "$SUMMARY"
 kill_bridge_php() { pkill -f "build-bench/m2bridge fastcgi --send-spec $(endpoint "$SEND") " || true; }
 kill_bridge_php
 sleep 0.5
@@ -94,11 +104,13 @@ measure "mongrel2 -> m2bridge -> C app, --spawn 2" "http://127.0.0.1:$M2_PORT/c2
 unset BACKEND_PATTERN
 measure "mongrel2 alone (static file)" "http://127.0.0.1:$M2_PORT/static/hello.txt" STATIC
 measure "mongrel2 -> null handler" "http://127.0.0.1:$M2_PORT/null/" NULL
+measure "mongrel2 -> floor relay -> php-fpm" "http://127.0.0.1:$M2_PORT/floor/" FLOOR
 # m2bridge's CPU per request against the null handler's, each from its own run above.
 m2b_us() { echo "$1" | awk '{print $4}'; }
 null_us() { echo "$1" | awk '{print $10}'; }
 /usr/bin/python3 -c "
-m2b, nokeep, capp, capp2, null = $(m2b_us "$CPU_M2B"), $(m2b_us "$CPU_NOKEEP"), $(m2b_us "$CPU_C_APP"), $(m2b_us "$CPU_C_APP2"), $(null_us "$CPU_NULL")
+m2b, nokeep, capp, capp2, null, floor = $(m2b_us "$CPU_M2B"), $(m2b_us "$CPU_NOKEEP"), $(m2b_us "$CPU_C_APP"), $(m2b_us "$CPU_C_APP2"), $(null_us "$CPU_NULL"), $(null_us "$CPU_FLOOR")
 print('m2bridge cpu/request vs null handler: %.1fx (php, kept connections), %.1fx (--no-keep-conn), %.1fx (C app), %.1fx (C app, 2 copies); null handler %d us' % (m2b / null, nokeep / null, capp / null, capp2 / null, null))
+print('floor relay (null handler + one FastCGI exchange) cpu/request: %d us, %.1fx the null handler; m2bridge (php, kept connections) %.2fx the floor relay' % (floor, floor / null, m2b / floor))
 print('ratio mongrel2->m2bridge->C app / mongrel2->null handler: %.2f (one copy), %.2f (--spawn 2)' % ($RPS_C_APP / $RPS_NULL, $RPS_C_APP2 / $RPS_NULL))" | tee -a "$SUMMARY"
 sh bench/report.sh fastcgi "$FIGURES" "$SUMMARY" "bench/run.sh $DURATION $CONNS"
