@@ -87,7 +87,10 @@ ScriptTarget resolve_script(const ScriptOptions& options, std::string_view patte
     }
     auto join = [&](size_t from, size_t to) {
         std::string out;
-        for (size_t i = from; i < to; ++i) out += "/" + segments[i];
+        for (size_t i = from; i < to; ++i) {
+            out += '/';
+            out += segments[i];
+        }
         return out;
     };
 
@@ -100,7 +103,9 @@ ScriptTarget resolve_script(const ScriptOptions& options, std::string_view patte
     }
 
     const std::string& root = options.directory;
-    std::string current = root;
+    std::string current;
+    current.reserve(root.size() + rest.size() + options.index.size() + 2);  // grown once, not per segment
+    current = root;
     size_t i = 0;
     struct stat st {};
     // lstat each step: without a symlink on the way the path is already
@@ -116,7 +121,8 @@ ScriptTarget resolve_script(const ScriptOptions& options, std::string_view patte
         return true;
     };
     for (; i < segments.size(); ++i) {
-        current += "/" + segments[i];
+        current += '/';
+        current += segments[i];
         if (!look(current)) return refuse(crossed_link ? 403 : 404, "no such script: " + current);
         if (!S_ISDIR(st.st_mode)) break;
     }
@@ -129,7 +135,7 @@ ScriptTarget resolve_script(const ScriptOptions& options, std::string_view patte
         trailing_slash = false;
     }
     if (!S_ISREG(st.st_mode)) return refuse(403, "not a regular file: " + current);
-    std::string real = current;
+    std::string real = crossed_link ? std::string() : current;
     if (crossed_link) {
         char resolved[PATH_MAX];
         if (!realpath(current.c_str(), resolved)) return refuse(404, "cannot resolve: " + current);

@@ -20,6 +20,16 @@ uint64_t event_key(uint32_t generation, int fd) {
     return (static_cast<uint64_t>(generation) << 32) | static_cast<uint32_t>(fd);
 }
 
+// std::push_heap and friends build a max-heap: "later" puts the earliest on top.
+struct Later {
+    template <class Entry>
+    bool operator()(const Entry& a, const Entry& b) const {
+        return a.when != b.when ? a.when > b.when : a.sequence > b.sequence;
+    }
+};
+
+constexpr size_t kStaleTimersAllowed = 64;  // below this, a rebuild is not worth it
+
 }  // namespace
 
 Loop::Loop() {
@@ -90,17 +100,47 @@ void Loop::unwatch(int fd) {
 }
 
 Loop::TimerId Loop::after(std::chrono::milliseconds delay, std::function<void()> callback) {
-    TimerId id = next_timer_id_++;
-    auto it = timer_order_.emplace(now() + delay, id);
-    timers_.emplace(id, std::make_pair(it, std::move(callback)));
+    uint32_t slot;
+    if (!free_timer_slots_.empty()) {
+        slot = free_timer_slots_.back();
+        free_timer_slots_.pop_back();
+    } else {
+        slot = static_cast<uint32_t>(timer_slots_.size());
+        timer_slots_.emplace_back();
+    }
+    TimerSlot& s = timer_slots_[slot];
+    if (++s.generation == 0) s.generation = 1;  // an id is never 0
+    s.callback = std::move(callback);
+    s.armed = true;
+    ++armed_timers_;
+    TimerId id = (static_cast<uint64_t>(s.generation) << 32) | slot;
+    timer_heap_.push_back(TimerEntry{now() + delay, next_timer_sequence_++, id});
+    std::push_heap(timer_heap_.begin(), timer_heap_.end(), Later{});
     return id;
 }
 
+bool Loop::armed(TimerId id) const {
+    auto slot = static_cast<uint32_t>(id);
+    return slot < timer_slots_.size() && timer_slots_[slot].armed && timer_slots_[slot].generation == id >> 32;
+}
+
+void Loop::release_slot(uint32_t slot) {
+    timer_slots_[slot].armed = false;
+    timer_slots_[slot].callback = nullptr;
+    free_timer_slots_.push_back(slot);
+    --armed_timers_;
+}
+
 void Loop::cancel(TimerId id) {
-    auto it = timers_.find(id);
-    if (it == timers_.end()) return;
-    timer_order_.erase(it->second.first);
-    timers_.erase(it);
+    if (!armed(id)) return;
+    release_slot(static_cast<uint32_t>(id));
+    drop_stale_timers();
+}
+
+void Loop::drop_stale_timers() {
+    if (timer_heap_.size() <= kStaleTimersAllowed + 2 * armed_timers_) return;
+    std::erase_if(timer_heap_, [this](const TimerEntry& e) { return !armed(e.id); });
+    std::make_heap(timer_heap_.begin(), timer_heap_.end(), Later{});
 }
 
 void Loop::post(std::function<void()> task) { posted_.push_back(std::move(task)); }
@@ -127,10 +167,14 @@ void Loop::read_signals() {
     }
 }
 
-int Loop::next_timeout_ms(int limit) const {
+int Loop::next_timeout_ms(int limit) {
     if (!posted_.empty()) return 0;
-    if (timer_order_.empty()) return limit;
-    auto delta = std::chrono::duration_cast<std::chrono::milliseconds>(timer_order_.begin()->first - now()).count();
+    while (!timer_heap_.empty() && !armed(timer_heap_.front().id)) {
+        std::pop_heap(timer_heap_.begin(), timer_heap_.end(), Later{});
+        timer_heap_.pop_back();
+    }
+    if (timer_heap_.empty()) return limit;
+    auto delta = std::chrono::duration_cast<std::chrono::milliseconds>(timer_heap_.front().when - now()).count();
     if (delta <= 0) return 0;
     return static_cast<int>(std::min<long>(delta + 1, limit));  // +1: never wake just before the deadline
 }
@@ -139,15 +183,22 @@ void Loop::run_timers() {
     auto t = now();
     // Only timers due now; a timer added by a callback waits for the next turn.
     std::vector<TimerId> due;
-    for (auto it = timer_order_.begin(); it != timer_order_.end() && it->first <= t; ++it) due.push_back(it->second);
+    due.swap(due_timers_);  // the member's capacity, and a callback that turns the loop has its own
+    due.clear();
+    while (!timer_heap_.empty() && timer_heap_.front().when <= t) {
+        std::pop_heap(timer_heap_.begin(), timer_heap_.end(), Later{});
+        if (armed(timer_heap_.back().id)) due.push_back(timer_heap_.back().id);
+        timer_heap_.pop_back();
+    }
+    // A callback may cancel a timer due in the same turn: each is checked as it comes.
     for (TimerId id : due) {
-        auto it = timers_.find(id);
-        if (it == timers_.end()) continue;
-        auto callback = std::move(it->second.second);
-        timer_order_.erase(it->second.first);
-        timers_.erase(it);
+        if (!armed(id)) continue;
+        auto slot = static_cast<uint32_t>(id);
+        auto callback = std::move(timer_slots_[slot].callback);
+        release_slot(slot);
         callback();
     }
+    due_timers_.swap(due);
 }
 
 void Loop::dispatch(uint64_t key, uint32_t events) {
@@ -168,8 +219,11 @@ void Loop::run_once(int timeout_ms) {
     run_timers();
     // Tasks posted while running posted tasks wait for the next turn.
     auto tasks = std::move(posted_);
+    posted_ = std::move(spare_posted_);  // an empty vector that keeps its capacity
     posted_.clear();
     for (auto& task : tasks) task();
+    tasks.clear();
+    spare_posted_ = std::move(tasks);
 }
 
 void Loop::run() {

@@ -1,12 +1,11 @@
 // The one event loop of the process: epoll for descriptors (sockets, pipes,
-// ZeroMQ's notification fd, signalfd), a timer map, and deferred tasks.
+// signalfd), timers, and deferred tasks.
 // Kept small on purpose, in the spirit of Redis's ae.c.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <functional>
-#include <map>
 #include <memory>
 #include <unordered_map>
 #include <utility>
@@ -40,8 +39,12 @@ public:
     // Safe to call from inside any callback, for any fd.
     void unwatch(int fd);
 
+    // Never returns 0, so callers may keep 0 for "no timer". Timers due at the
+    // same time fire in the order they were set.
     TimerId after(std::chrono::milliseconds delay, std::function<void()> callback);
     void cancel(TimerId id);  // unknown or fired ids are ignored
+    size_t timers() const { return armed_timers_; }  // set and not yet fired or cancelled
+    size_t timer_entries() const { return timer_heap_.size(); }  // the heap, stale entries included
 
     // Runs `task` on the next turn of the loop: for work that must not happen
     // inside the current callback (destroying the object that called it).
@@ -77,19 +80,41 @@ private:
         bool in_epoll = false;
     };
     void dispatch(uint64_t data, uint32_t events);
+    // Timers: a min-heap of deadlines in a vector, and callbacks in slots reused
+    // through a free list, so a request's timers allocate nothing once the loop is
+    // warm. A cancelled timer's heap entry stays, and is skipped when it comes up
+    // (its slot's generation has moved on); the heap is rebuilt when such entries
+    // outnumber the live ones, so a long deadline cancelled at once costs no memory.
+    struct TimerSlot {
+        std::function<void()> callback;
+        uint32_t generation = 0;
+        bool armed = false;
+    };
+    struct TimerEntry {
+        Clock::time_point when;
+        uint64_t sequence;  // ties: first set, first fired
+        TimerId id;         // generation << 32 | slot
+    };
+    bool armed(TimerId id) const;
+    void release_slot(uint32_t slot);
+    void drop_stale_timers();
     void run_timers();
     void read_signals();
-    int next_timeout_ms(int limit) const;
+    int next_timeout_ms(int limit);
 
     int epoll_fd_ = -1;
     int signal_fd_ = -1;
     bool running_ = false;
     std::unordered_map<int, std::shared_ptr<Watch>> watches_;
     uint32_t next_generation_ = 1;
-    std::multimap<Clock::time_point, TimerId> timer_order_;
-    std::unordered_map<TimerId, std::pair<std::multimap<Clock::time_point, TimerId>::iterator, std::function<void()>>> timers_;
-    TimerId next_timer_id_ = 1;
+    std::vector<TimerEntry> timer_heap_;
+    std::vector<TimerSlot> timer_slots_;
+    std::vector<uint32_t> free_timer_slots_;
+    std::vector<TimerId> due_timers_;  // run_timers' list, kept for its capacity
+    size_t armed_timers_ = 0;
+    uint64_t next_timer_sequence_ = 0;
     std::vector<std::function<void()>> posted_;
+    std::vector<std::function<void()>> spare_posted_;  // the last turn's, for its capacity
     std::unordered_map<int, std::function<void()>> signal_handlers_;
 };
 

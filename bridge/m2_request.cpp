@@ -55,11 +55,11 @@ std::variant<Request, ParseError> parse_m2_message(std::string_view message) {
     } else if (head->tag == '}') {
         auto entries = parse_tnetstring_dict_payload(head->payload);
         if (!entries) return ParseError{"header block is not a tnetstring dict of strings"};
-        for (auto& e : *entries) {
-            Header h;
-            h.name = std::string(e.key);
-            for (auto v : e.values) h.values.emplace_back(v);
-            req.headers.push_back(std::move(h));
+        req.headers.reserve(entries->size());
+        for (const auto& e : *entries) {
+            Header& h = req.headers.emplace_back();
+            h.name = e.key;
+            for_each_value(e, [&](std::string_view v) { h.values.emplace_back(v); });
         }
     } else {
         return ParseError{"header block has an unknown type tag"};

@@ -44,28 +44,26 @@ bool is_scalar_tag(char tag) {
 
 std::optional<std::vector<TnetEntry>> parse_tnetstring_dict_payload(std::string_view payload) {
     std::vector<TnetEntry> entries;
+    entries.reserve(24);  // more than Mongrel2's own headers and a browser's
     std::string_view rest = payload;
     while (!rest.empty()) {
         auto key = parse_length_prefixed(rest);
         if (!key || key->tag != ',') return std::nullopt;
         auto value = parse_length_prefixed(key->rest);
         if (!value) return std::nullopt;
-        TnetEntry entry;
-        entry.key = key->payload;
-        if (is_scalar_tag(value->tag)) {
-            entry.values.push_back(value->payload);
-        } else if (value->tag == ']') {
+        TnetEntry entry{key->payload, value->payload, false};
+        if (value->tag == ']') {
+            entry.list = true;
             std::string_view items = value->payload;
             while (!items.empty()) {
                 auto item = parse_length_prefixed(items);
                 if (!item || !is_scalar_tag(item->tag)) return std::nullopt;
-                entry.values.push_back(item->payload);
                 items = item->rest;
             }
-        } else {
+        } else if (!is_scalar_tag(value->tag)) {
             return std::nullopt;
         }
-        entries.push_back(std::move(entry));
+        entries.push_back(entry);
         rest = value->rest;
     }
     return entries;

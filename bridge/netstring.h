@@ -32,10 +32,28 @@ void append_netstring(std::string& out, std::string_view bytes);
 // A tnetstring dict whose values are strings or lists of strings, the only
 // shape Mongrel2 writes for request headers. Numbers and booleans are kept as
 // their text. Anything else (nested dicts, floats inside lists...) is an error.
+// An entry points into the payload; a list stays encoded (already checked), so
+// a header costs no allocation here.
 struct TnetEntry {
     std::string_view key;
-    std::vector<std::string_view> values;
+    std::string_view value;  // a scalar's text, or a list's encoded items
+    bool list = false;
 };
 std::optional<std::vector<TnetEntry>> parse_tnetstring_dict_payload(std::string_view payload);
+
+// Calls fn(std::string_view) for each value of an entry: the scalar, or each item of the list.
+template <class Fn>
+void for_each_value(const TnetEntry& entry, Fn&& fn) {
+    if (!entry.list) {
+        fn(entry.value);
+        return;
+    }
+    for (std::string_view items = entry.value; !items.empty();) {
+        auto item = parse_length_prefixed(items);
+        if (!item) return;  // cannot happen: the parser checked every item
+        fn(item->payload);
+        items = item->rest;
+    }
+}
 
 }  // namespace m2b

@@ -11,7 +11,7 @@ namespace {
 // heads larger than this (many cookies) cost the body one more copy.
 constexpr size_t kHeadRoom = 4096;
 constexpr size_t kTailRoom = 16;                  // a chunk's CRLF and the last chunk
-constexpr size_t kCollectRoom = 1024 * 1024;      // beyond it a collected body grows by realloc
+constexpr size_t kCollectRoom = 1024 * 1024;      // a body of several pieces; beyond, it grows by realloc
 constexpr size_t kSmallestFrame = 4096;
 // Messages stay on malloc's heap (bridge/main.cpp) even with a larger --buffer-size.
 constexpr size_t kLargestFrame = 1024 * 1024;
@@ -168,8 +168,16 @@ void ReplyStream::start_streaming() {
 // Body bytes while the length is unknown. The first ones allocate room for
 // the whole limit (untouched pages cost nothing), so the body is not moved.
 void ReplyStream::collect(std::string_view bytes) {
-    if (!collected_.allocated())
-        collected_ = OutFrame(OutFrame::kEnvelopeRoom + kHeadRoom, std::min(limits_.buffer_limit, kCollectRoom) + kTailRoom);
+    size_t room = std::min(limits_.buffer_limit, kCollectRoom) + kTailRoom;
+    if (!collected_.allocated()) {
+        // Most replies come whole in their first piece, or declare their length: sized for
+        // that, not for the largest (a megabyte per reply costs malloc far more than its bytes).
+        size_t expected = declared_length_ ? std::max<uint64_t>(*declared_length_, bytes.size()) : bytes.size();
+        collected_ = OutFrame(OutFrame::kEnvelopeRoom + kHeadRoom, std::min(expected + kTailRoom, room));
+    } else if (collected_.tailroom() < bytes.size() + kTailRoom && collected_.size() < room) {
+        // A second piece: straight to the whole room, so what came first moves once at most.
+        collected_.reserve_tail(room - collected_.size());
+    }
     collected_.reserve_tail(bytes.size() + kTailRoom);
     collected_.append(bytes);
 }

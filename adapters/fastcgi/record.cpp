@@ -7,8 +7,8 @@ namespace m2b::fcgi {
 
 namespace {
 
-void append_header(std::string& out, uint8_t type, uint16_t request_id, size_t content_len, uint8_t padding) {
-    char h[kHeaderLen] = {
+void write_header(char* at, uint8_t type, uint16_t request_id, size_t content_len, uint8_t padding) {
+    const char h[kHeaderLen] = {
         static_cast<char>(kVersion),
         static_cast<char>(type),
         static_cast<char>(request_id >> 8),
@@ -18,7 +18,18 @@ void append_header(std::string& out, uint8_t type, uint16_t request_id, size_t c
         static_cast<char>(padding),
         0,
     };
-    out.append(h, kHeaderLen);
+    std::memcpy(at, h, kHeaderLen);
+}
+
+// Pads to a multiple of 8 as the spec recommends, never past 65535 in total.
+uint8_t padding_for(size_t content_len) {
+    size_t padding = (8 - content_len % 8) % 8;
+    return content_len + padding > 0xFFFF ? 0 : static_cast<uint8_t>(padding);
+}
+
+void append_header(std::string& out, uint8_t type, uint16_t request_id, size_t content_len, uint8_t padding) {
+    out.append(kHeaderLen, '\0');
+    write_header(out.data() + out.size() - kHeaderLen, type, request_id, content_len, padding);
 }
 
 void append_length(std::string& out, size_t len) {
@@ -39,10 +50,8 @@ size_t pair_size(std::string_view name, std::string_view value) {
 }  // namespace
 
 void append_record(std::string& out, uint8_t type, uint16_t request_id, std::string_view content) {
-    // Pad to a multiple of 8 as the spec recommends, never past 65535 in total.
-    size_t padding = (8 - content.size() % 8) % 8;
-    if (content.size() + padding > 0xFFFF) padding = 0;
-    append_header(out, type, request_id, content.size(), static_cast<uint8_t>(padding));
+    uint8_t padding = padding_for(content.size());
+    append_header(out, type, request_id, content.size(), padding);
     out += content;
     out.append(padding, '\0');
 }
@@ -60,18 +69,33 @@ void append_pair(std::string& out, std::string_view name, std::string_view value
 }
 
 std::optional<std::string> encode_params(uint16_t request_id, const Params& params) {
-    std::string out;
-    std::string content;
+    // Sized once, and the pairs written straight into their records: no buffer per record.
+    size_t content = 0;
     for (const auto& [name, value] : params) {
         size_t size = pair_size(name, value);
         if (size > kMaxContent) return std::nullopt;
-        if (content.size() + size > kMaxContent) {
-            append_record(out, kParams, request_id, content);
-            content.clear();
-        }
-        append_pair(content, name, value);
+        content += size;
     }
-    if (!content.empty()) append_record(out, kParams, request_id, content);
+    size_t records = content / kMaxContent + 2;  // at most, the closing empty record included
+    std::string out;
+    out.reserve(content + records * (kHeaderLen + 7));
+    size_t record = std::string::npos;  // where the open record's header is
+    auto close_record = [&] {
+        size_t len = out.size() - record - kHeaderLen;
+        uint8_t padding = padding_for(len);
+        write_header(out.data() + record, kParams, request_id, len, padding);
+        out.append(padding, '\0');
+    };
+    for (const auto& [name, value] : params) {
+        size_t size = pair_size(name, value);
+        if (record == std::string::npos || out.size() - record - kHeaderLen + size > kMaxContent) {
+            if (record != std::string::npos) close_record();
+            record = out.size();
+            out.append(kHeaderLen, '\0');
+        }
+        append_pair(out, name, value);
+    }
+    if (record != std::string::npos) close_record();
     append_record(out, kParams, request_id, {});
     return out;
 }

@@ -162,3 +162,14 @@ TEST_CASE("reader: read in place with prepare/commit, records split across reads
         CHECK(reader.buffered() == 0);
     }
 }
+
+TEST_CASE("params: byte for byte, one padded record, then the empty record; and no params at all") {
+    std::string bytes = *encode_params(7, Params{{"A", "xy"}, {"QUERY_STRING", ""}});
+    // Pairs: 1 1 'A' 'x' 'y' (5 bytes) and 12 0 "QUERY_STRING" (14): 19 bytes, padded by 5 to 24.
+    std::string expected("\x01\x04\x00\x07\x00\x13\x05\x00", 8);
+    expected += std::string("\x01\x02" "Axy" "\x0c\x00" "QUERY_STRING", 19);
+    expected += std::string(5, '\0');
+    expected += std::string("\x01\x04\x00\x07\x00\x00\x00\x00", 8);
+    CHECK(bytes == expected);
+    CHECK(*encode_params(7, Params{}) == std::string("\x01\x04\x00\x07\x00\x00\x00\x00", 8));
+}

@@ -3,7 +3,9 @@
 #include <cerrno>
 #include <cstdio>
 #include <fcntl.h>
+#include <chrono>
 #include <memory>
+#include <vector>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -124,4 +126,65 @@ TEST_CASE("rebind hands a watch to a new callback, even from inside the old one,
     loop.unwatch(sv[0]);
     close(sv[0]);
     close(sv[1]);
+}
+
+TEST_CASE("timers: due together they fire in the order set; cancelled ones, even by a timer of the same turn, never") {
+    Loop loop;
+    std::vector<int> fired;
+    Loop::TimerId third = 0;
+    loop.after(std::chrono::milliseconds(0), [&] {
+        fired.push_back(1);
+        loop.cancel(third);  // due in this same turn
+    });
+    Loop::TimerId second = loop.after(std::chrono::milliseconds(0), [&] { fired.push_back(2); });
+    third = loop.after(std::chrono::milliseconds(0), [&] { fired.push_back(3); });
+    loop.after(std::chrono::milliseconds(0), [&] { fired.push_back(4); });
+    Loop::TimerId cancelled = loop.after(std::chrono::milliseconds(0), [&] { fired.push_back(5); });
+    CHECK(second != 0);
+    loop.cancel(cancelled);
+    CHECK(loop.timers() == 4);
+    loop.run_once(10);
+    CHECK(fired == std::vector<int>{1, 2, 4});
+    CHECK(loop.timers() == 0);
+}
+
+TEST_CASE("timers: a timer set by a callback waits for the next turn, and the earliest deadline fires first") {
+    Loop loop;
+    std::vector<int> fired;
+    loop.after(std::chrono::milliseconds(30), [&] { fired.push_back(30); });
+    loop.after(std::chrono::milliseconds(0), [&] {
+        fired.push_back(0);
+        loop.after(std::chrono::milliseconds(0), [&] { fired.push_back(1); });
+    });
+    loop.after(std::chrono::milliseconds(10), [&] { fired.push_back(10); });
+    loop.run_once(0);
+    CHECK(fired == std::vector<int>{0});
+    for (int i = 0; i < 100 && fired.size() < 4; ++i) loop.run_once(50);
+    CHECK(fired == std::vector<int>{0, 1, 10, 30});
+}
+
+TEST_CASE("timers: an id that fired cancels nothing, not the timer that reuses its slot") {
+    Loop loop;
+    int first = 0, second = 0;
+    Loop::TimerId a = loop.after(std::chrono::milliseconds(0), [&] { ++first; });
+    loop.run_once(10);
+    REQUIRE(first == 1);
+    Loop::TimerId b = loop.after(std::chrono::milliseconds(0), [&] { ++second; });
+    CHECK(b != a);
+    CHECK(b != 0);
+    loop.cancel(a);
+    loop.run_once(10);
+    CHECK(second == 1);
+}
+
+TEST_CASE("timers: long deadlines cancelled at once leave no memory behind") {
+    // A request's deadline is set for minutes and cancelled within milliseconds:
+    // a million of them must not keep a million heap entries.
+    Loop loop;
+    Loop::TimerId kept = loop.after(std::chrono::hours(1), [] {});
+    for (int i = 0; i < 1'000'000; ++i) loop.cancel(loop.after(std::chrono::minutes(5), [] {}));
+    CHECK(loop.timers() == 1);
+    CHECK(loop.timer_entries() <= 64 + 2 + 1);
+    loop.cancel(kept);
+    CHECK(loop.timers() == 0);
 }

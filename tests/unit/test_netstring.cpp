@@ -46,10 +46,16 @@ TEST_CASE("tnetstring dict: strings, lists and numbers") {
     auto entries = parse_tnetstring_dict_payload(payload);
     REQUIRE(entries);
     REQUIRE(entries->size() == 3);
+    auto values = [](const TnetEntry& e) {
+        std::vector<std::string_view> out;
+        for_each_value(e, [&](std::string_view v) { out.push_back(v); });
+        return out;
+    };
     CHECK((*entries)[0].key == "REMOTE_ADDR");
-    CHECK((*entries)[0].values == std::vector<std::string_view>{"127.0.0.1"});
-    CHECK((*entries)[1].values == std::vector<std::string_view>{"one", "two"});
-    CHECK((*entries)[2].values == std::vector<std::string_view>{"102400"});
+    CHECK(values((*entries)[0]) == std::vector<std::string_view>{"127.0.0.1"});
+    CHECK(values((*entries)[1]) == std::vector<std::string_view>{"one", "two"});
+    CHECK(values((*entries)[2]) == std::vector<std::string_view>{"102400"});
+    CHECK(values(parse_tnetstring_dict_payload("1:a,0:]")->front()).empty());  // an empty list: no value
 }
 
 TEST_CASE("tnetstring dict: nested dicts and truncation are rejected") {
