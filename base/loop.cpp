@@ -109,12 +109,15 @@ Loop::TimerId Loop::after(std::chrono::milliseconds delay, std::function<void()>
         timer_slots_.emplace_back();
     }
     TimerSlot& s = timer_slots_[slot];
-    if (++s.generation == 0) s.generation = 1;  // an id is never 0
+    // An id is never 0. After 2^32 reuses of one slot an id repeats: a caller that kept a
+    // fired id that long could cancel another timer; the heap checks the 64-bit sequence.
+    if (++s.generation == 0) s.generation = 1;
     s.callback = std::move(callback);
+    s.sequence = next_timer_sequence_++;
     s.armed = true;
     ++armed_timers_;
     TimerId id = (static_cast<uint64_t>(s.generation) << 32) | slot;
-    timer_heap_.push_back(TimerEntry{now() + delay, next_timer_sequence_++, id});
+    timer_heap_.push_back(TimerEntry{now() + delay, s.sequence, id});
     std::push_heap(timer_heap_.begin(), timer_heap_.end(), Later{});
     return id;
 }
@@ -124,9 +127,16 @@ bool Loop::armed(TimerId id) const {
     return slot < timer_slots_.size() && timer_slots_[slot].armed && timer_slots_[slot].generation == id >> 32;
 }
 
+bool Loop::current(const TimerEntry& entry) const {
+    return armed(entry.id) && timer_slots_[static_cast<uint32_t>(entry.id)].sequence == entry.sequence;
+}
+
 void Loop::release_slot(uint32_t slot) {
-    timer_slots_[slot].armed = false;
+    // The callback's captures die last, once the slot and the free list are consistent:
+    // a destructor that sets a timer may grow timer_slots_.
+    auto dying = std::move(timer_slots_[slot].callback);
     timer_slots_[slot].callback = nullptr;
+    timer_slots_[slot].armed = false;
     free_timer_slots_.push_back(slot);
     --armed_timers_;
 }
@@ -139,7 +149,7 @@ void Loop::cancel(TimerId id) {
 
 void Loop::drop_stale_timers() {
     if (timer_heap_.size() <= kStaleTimersAllowed + 2 * armed_timers_) return;
-    std::erase_if(timer_heap_, [this](const TimerEntry& e) { return !armed(e.id); });
+    std::erase_if(timer_heap_, [this](const TimerEntry& e) { return !current(e); });
     std::make_heap(timer_heap_.begin(), timer_heap_.end(), Later{});
 }
 
@@ -169,7 +179,7 @@ void Loop::read_signals() {
 
 int Loop::next_timeout_ms(int limit) {
     if (!posted_.empty()) return 0;
-    while (!timer_heap_.empty() && !armed(timer_heap_.front().id)) {
+    while (!timer_heap_.empty() && !current(timer_heap_.front())) {
         std::pop_heap(timer_heap_.begin(), timer_heap_.end(), Later{});
         timer_heap_.pop_back();
     }
@@ -187,7 +197,7 @@ void Loop::run_timers() {
     due.clear();
     while (!timer_heap_.empty() && timer_heap_.front().when <= t) {
         std::pop_heap(timer_heap_.begin(), timer_heap_.end(), Later{});
-        if (armed(timer_heap_.back().id)) due.push_back(timer_heap_.back().id);
+        if (current(timer_heap_.back())) due.push_back(timer_heap_.back().id);
         timer_heap_.pop_back();
     }
     // A callback may cancel a timer due in the same turn: each is checked as it comes.

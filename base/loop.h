@@ -87,6 +87,7 @@ private:
     // outnumber the live ones, so a long deadline cancelled at once costs no memory.
     struct TimerSlot {
         std::function<void()> callback;
+        uint64_t sequence = 0;  // of the timer set in it last: what a heap entry is checked against
         uint32_t generation = 0;
         bool armed = false;
     };
@@ -96,6 +97,7 @@ private:
         TimerId id;         // generation << 32 | slot
     };
     bool armed(TimerId id) const;
+    bool current(const TimerEntry& entry) const;  // armed, and not an older timer of the same slot
     void release_slot(uint32_t slot);
     void drop_stale_timers();
     void run_timers();

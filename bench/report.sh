@@ -14,10 +14,12 @@ mkdir -p "$OUT"
 TABLE="$OUT/$NAME.md"
 CHART="$OUT/$NAME.svg"
 
+# Before the table is written: writing it changes a tracked file.
+COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' with local changes')"
 {
   echo "<!-- Written by bench/report.sh from one run of \`$COMMAND\`; do not edit by hand. -->"
   echo "One run of \`$COMMAND\`, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores,"
-  echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' with local changes')."
+  echo "commit $COMMIT."
   echo "CPU is µs per request of each process (user + system), over the requests wrk completed."
   echo
   echo "| path | connections | req/s | p50 µs | p99 µs | mongrel2 | m2bridge | backend | nginx | null handler or floor relay |"

@@ -172,8 +172,8 @@ void ReplyStream::collect(std::string_view bytes) {
     if (!collected_.allocated()) {
         // Most replies come whole in their first piece, or declare their length: sized for
         // that, not for the largest (a megabyte per reply costs malloc far more than its bytes).
-        size_t expected = declared_length_ ? std::max<uint64_t>(*declared_length_, bytes.size()) : bytes.size();
-        collected_ = OutFrame(OutFrame::kEnvelopeRoom + kHeadRoom, std::min(expected + kTailRoom, room));
+        uint64_t expected = declared_length_ ? std::max<uint64_t>(*declared_length_, bytes.size()) : bytes.size();
+        collected_ = OutFrame(OutFrame::kEnvelopeRoom + kHeadRoom, std::min<uint64_t>(expected, room - kTailRoom) + kTailRoom);
     } else if (collected_.tailroom() < bytes.size() + kTailRoom && collected_.size() < room) {
         // A second piece: straight to the whole room, so what came first moves once at most.
         collected_.reserve_tail(room - collected_.size());

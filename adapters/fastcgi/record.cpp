@@ -76,7 +76,8 @@ std::optional<std::string> encode_params(uint16_t request_id, const Params& para
         if (size > kMaxContent) return std::nullopt;
         content += size;
     }
-    size_t records = content / kMaxContent + 2;  // at most, the closing empty record included
+    // Records of nearly full pairs can be more than this (one string growth then, no error).
+    size_t records = content / kMaxContent + 2;  // the closing empty record included
     std::string out;
     out.reserve(content + records * (kHeaderLen + 7));
     size_t record = std::string::npos;  // where the open record's header is

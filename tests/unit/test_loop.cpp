@@ -188,3 +188,15 @@ TEST_CASE("timers: long deadlines cancelled at once leave no memory behind") {
     loop.cancel(kept);
     CHECK(loop.timers() == 0);
 }
+
+TEST_CASE("timers: a cancelled callback whose captures set a timer as they die (ASan: no write into a moved slot)") {
+    Loop loop;
+    int fired = 0;
+    // The deleter runs when the callback holding the last reference is destroyed by cancel().
+    std::shared_ptr<void> sets_timer(nullptr, [&](void*) { loop.after(std::chrono::milliseconds(0), [&] { ++fired; }); });
+    Loop::TimerId id = loop.after(std::chrono::hours(1), [guard = std::move(sets_timer)] {});
+    loop.cancel(id);
+    CHECK(loop.timers() == 1);
+    loop.run_once(10);
+    CHECK(fired == 1);
+}
