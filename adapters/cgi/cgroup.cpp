@@ -1,11 +1,13 @@
 #include "adapters/cgi/cgroup.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <dirent.h>
 #include <fcntl.h>
 #include <fstream>
 #include <sstream>
+#include <string_view>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -63,14 +65,6 @@ bool cgroup2_mount(std::string& root, std::string& mount_point) {
         mount_point = unescape(mount_point);
         return !mount_point.empty();
     }
-    return false;
-}
-
-bool populated(const std::string& group) {
-    std::ifstream in(group + "/cgroup.events");
-    std::string line;
-    while (std::getline(in, line))
-        if (line == "populated 1") return true;
     return false;
 }
 
@@ -137,8 +131,38 @@ ScriptCgroups::~ScriptCgroups() {
     // SIGKILL takes effect quickly but not at once, and a populated cgroup cannot
     // be removed: wait for it, bounded, as m2bridge exits.
     for (int i = 0; i < 100 && populated(root_); ++i) usleep(10 * 1000);
-    for (const auto& group : groups) rmdir(group.c_str());
-    rmdir(root_.c_str());
+    for (const auto& group : groups) remove(group);
+    remove(root_);
+}
+
+bool ScriptCgroups::populated(const std::string& group) {
+    Handles& h = handles_[group];
+    if (!h.events) h.events.reset(::open((group + "/cgroup.events").c_str(), O_RDONLY | O_CLOEXEC));
+    char text[256];
+    ssize_t n = h.events ? ::pread(h.events.get(), text, sizeof text, 0) : -1;
+    if (n <= 0) {  // the group is gone
+        handles_.erase(group);
+        return false;
+    }
+    // "populated 1" on a line of its own; the file is written afresh for each read.
+    std::string_view events(text, static_cast<size_t>(n));
+    for (size_t at = 0; at < events.size();) {
+        size_t end = std::min(events.find('\n', at), events.size());
+        if (events.substr(at, end - at) == "populated 1") return true;
+        at = end + 1;
+    }
+    return false;
+}
+
+int ScriptCgroups::directory(const std::string& group) {
+    Handles& h = handles_[group];
+    if (!h.directory) h.directory.reset(::open(group.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    return h.directory.get();
+}
+
+void ScriptCgroups::remove(const std::string& group) {
+    handles_.erase(group);
+    rmdir(group.c_str());
 }
 
 namespace {
@@ -173,7 +197,7 @@ void ScriptCgroups::sweep() {
         if (!doomed_.erase(group) && empty_.size() < kEmptyKept)
             empty_.push_back(group);
         else
-            rmdir(group.c_str());
+            remove(group);
         return true;
     });
 }

@@ -8,8 +8,11 @@
 
 #include <cstdint>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
+
+#include "base/unique_fd.h"
 
 namespace m2b {
 
@@ -26,6 +29,8 @@ public:
 
     // An empty cgroup for one request; "" when it cannot be made.
     std::string create();
+    // The group's directory, open, for clone3's CLONE_INTO_CGROUP; -1 with errno set.
+    int directory(const std::string& group);
     // SIGKILL to every process in `group` (cgroup.kill).
     void kill(const std::string& group);
     // A kill of `group` may still come (after a grace time): it must not be
@@ -40,6 +45,16 @@ public:
     void sweep();
 
 private:
+    bool populated(const std::string& group);
+    void remove(const std::string& group);  // closes what is open in it, then rmdir
+
+    // What is open of each group that exists, opened once and read again with pread: a
+    // path lookup in the cgroup file system for every script cost as much as its pipes.
+    struct Handles {
+        UniqueFd directory;
+        UniqueFd events;  // cgroup.events
+    };
+    std::unordered_map<std::string, Handles> handles_;
     std::string root_;
     std::string why_not_;
     uint64_t next_id_ = 1;

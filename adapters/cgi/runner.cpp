@@ -149,18 +149,14 @@ alignas(64) char child_stack[kChildStack];
 // forks at once is in the cgroup too. (posix_spawn and then moving the pid
 // lets such a child escape, and the move blocks for milliseconds.)
 // CLONE_VFORK returns once execve has happened or failed. Returns 0 or an errno.
-int clone_into(const std::string& cgroup, const Launch& l, pid_t& pid) {
-    int dir = ::open(cgroup.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+// `cgroup_dir` is the cgroup's directory, open (ScriptCgroups keeps it).
+int clone_into(int cgroup_dir, const Launch& l, pid_t& pid) {
     int report[2];  // the child's errno if execve fails; closed by a successful one
-    if (dir < 0 || pipe2(report, O_CLOEXEC) != 0) {
-        int error = errno;
-        if (dir >= 0) ::close(dir);
-        return error;
-    }
+    if (pipe2(report, O_CLOEXEC) != 0) return errno;
     clone_args args{};
     args.flags = CLONE_VFORK | CLONE_INTO_CGROUP;
     args.exit_signal = SIGCHLD;
-    args.cgroup = static_cast<uint64_t>(dir);
+    args.cgroup = static_cast<uint64_t>(cgroup_dir);
     ChildStart start{&l, report[1]};
     long child;
     int error = 0;
@@ -176,7 +172,6 @@ int clone_into(const std::string& cgroup, const Launch& l, pid_t& pid) {
         if (child < 0) error = errno;
     }
     ::close(report[1]);
-    ::close(dir);
     if (child > 0 && ::read(report[0], &error, sizeof error) != static_cast<ssize_t>(sizeof error)) error = 0;
     ::close(report[0]);
     if (error == 0) pid = static_cast<pid_t>(child);
@@ -288,7 +283,13 @@ private:
         Launch launch{script.c_str(), argv.data(), envp.data(), dir.c_str(), {in.theirs, out.theirs, err.theirs}};
         cgroup_ = gateway_.cgroups().create();
         pid_t pid = -1;
-        int rc = cgroup_.empty() ? spawn(launch, pid) : clone_into(cgroup_, launch, pid);
+        int rc = 0;
+        if (cgroup_.empty()) {
+            rc = spawn(launch, pid);
+        } else {
+            int cgroup_dir = gateway_.cgroups().directory(cgroup_);
+            rc = cgroup_dir < 0 ? errno : clone_into(cgroup_dir, launch, pid);
+        }
         close_theirs();
         if (rc != 0) {
             BackendFailure kind = rc == EAGAIN ? BackendFailure::Overloaded : BackendFailure::Unavailable;

@@ -1,0 +1,51 @@
+// The scripts' cgroups against the real cgroup2 file system (skipped where none can be made).
+#include <doctest/doctest.h>
+
+#include <csignal>
+#include <fstream>
+#include <string>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "adapters/cgi/cgroup.h"
+
+using namespace m2b;
+
+TEST_CASE("a released cgroup is reused only once empty, read again through its kept cgroup.events") {
+    ScriptCgroups cgroups;
+    if (!cgroups.enabled()) {
+        MESSAGE("skipped: scripts not confined here (" << cgroups.why_not() << ")");
+        return;
+    }
+    std::string group = cgroups.create();
+    REQUIRE_FALSE(group.empty());
+    CHECK(cgroups.directory(group) >= 0);
+    CHECK(cgroups.directory(group) == cgroups.directory(group));  // opened once
+
+    pid_t child = fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        pause();
+        _exit(0);
+    }
+    { std::ofstream(group + "/cgroup.procs") << child; }  // what a script's straggler would be
+    cgroups.release(group);  // populated: not handed out again
+    std::string second = cgroups.create();
+    CHECK(second != group);
+
+    kill(child, SIGKILL);
+    REQUIRE(waitpid(child, nullptr, 0) == child);
+    // The kernel marks the group empty shortly after the exit.
+    std::string again;
+    for (int i = 0; i < 200 && again != group; ++i) {
+        cgroups.sweep();
+        again = cgroups.create();
+        if (again != group) {
+            cgroups.release(again);
+            usleep(10 * 1000);
+        }
+    }
+    CHECK(again == group);
+    cgroups.release(again);
+    cgroups.release(second);
+}
