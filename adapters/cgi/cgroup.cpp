@@ -109,7 +109,8 @@ ScriptCgroups::ScriptCgroups() {
         why_not_ = "clone3 is not available";
         return;
     }
-    std::string root = dir + "/m2bridge-scripts." + std::to_string(getpid());
+    static unsigned gateways = 0;  // the loop's thread only
+    std::string root = dir + "/m2bridge-scripts." + std::to_string(getpid()) + "." + std::to_string(++gateways);
     if (mkdir(root.c_str(), 0755) != 0 && errno != EEXIST) {
         why_not_ = "cannot create " + root + ": " + strerror(errno);
         return;
@@ -130,28 +131,28 @@ ScriptCgroups::~ScriptCgroups() {
     kill(root_);  // the whole subtree
     // SIGKILL takes effect quickly but not at once, and a populated cgroup cannot
     // be removed: wait for it, bounded, as m2bridge exits.
-    for (int i = 0; i < 100 && populated(root_); ++i) usleep(10 * 1000);
+    for (int i = 0; i < 100 && state(root_) == GroupState::Populated; ++i) usleep(10 * 1000);
     for (const auto& group : groups) remove(group);
     remove(root_);
 }
 
-bool ScriptCgroups::populated(const std::string& group) {
+ScriptCgroups::GroupState ScriptCgroups::state(const std::string& group) {
     Handles& h = handles_[group];
     if (!h.events) h.events.reset(::open((group + "/cgroup.events").c_str(), O_RDONLY | O_CLOEXEC));
     char text[256];
     ssize_t n = h.events ? ::pread(h.events.get(), text, sizeof text, 0) : -1;
-    if (n <= 0) {  // the group is gone
+    if (n <= 0) {  // removed from outside
         handles_.erase(group);
-        return false;
+        return GroupState::Gone;
     }
     // "populated 1" on a line of its own; the file is written afresh for each read.
     std::string_view events(text, static_cast<size_t>(n));
     for (size_t at = 0; at < events.size();) {
         size_t end = std::min(events.find('\n', at), events.size());
-        if (events.substr(at, end - at) == "populated 1") return true;
+        if (events.substr(at, end - at) == "populated 1") return GroupState::Populated;
         at = end + 1;
     }
-    return false;
+    return GroupState::Empty;
 }
 
 int ScriptCgroups::directory(const std::string& group) {
@@ -193,7 +194,16 @@ void ScriptCgroups::release(const std::string& group) {
 
 void ScriptCgroups::sweep() {
     std::erase_if(released_, [this](const std::string& group) {
-        if (populated(group)) return false;  // a script, or what it left behind, is still there
+        switch (state(group)) {
+            case GroupState::Populated:  // a script, or what it left behind, is still there
+                handles_.erase(group);
+                return false;
+            case GroupState::Gone:  // never handed out again
+                doomed_.erase(group);
+                return true;
+            case GroupState::Empty:
+                break;
+        }
         if (!doomed_.erase(group) && empty_.size() < kEmptyKept)
             empty_.push_back(group);
         else

@@ -1,8 +1,9 @@
 // Scripts' cgroups (v2): a script's grandchild that calls setsid() leaves the
 // process group m2bridge kills, but it cannot leave its cgroup. Each request
-// runs in OUR_CGROUP/m2bridge-scripts.PID/req-N (the script is cloned straight
-// into it), so killing a request reaches all of its processes, and m2bridge's
-// exit reaches every script process left. Where no cgroup can be made, every
+// runs in OUR_CGROUP/m2bridge-scripts.PID.K/req-N (K: one per gateway, so a
+// handler removed by a reload kills its own scripts only; the script is cloned
+// straight into it), so killing a request reaches all of its processes, and
+// m2bridge's exit reaches every script process left. Where no cgroup can be made, every
 // call does nothing and scripts have their process groups only.
 #pragma once
 
@@ -45,11 +46,14 @@ public:
     void sweep();
 
 private:
-    bool populated(const std::string& group);
+    enum class GroupState { Empty, Populated, Gone };
+    GroupState state(const std::string& group);
     void remove(const std::string& group);  // closes what is open in it, then rmdir
 
-    // What is open of each group that exists, opened once and read again with pread: a
-    // path lookup in the cgroup file system for every script cost as much as its pipes.
+    // What is open of each group in use or kept empty, opened once and read again with
+    // pread: a path lookup in the cgroup file system for every script cost as much as its
+    // pipes. A released group that is still populated keeps nothing open (processes a
+    // script left behind could otherwise hold descriptors without bound).
     struct Handles {
         UniqueFd directory;
         UniqueFd events;  // cgroup.events

@@ -6,6 +6,7 @@
 #include <string>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <vector>
 
 #include "adapters/cgi/cgroup.h"
 
@@ -35,17 +36,47 @@ TEST_CASE("a released cgroup is reused only once empty, read again through its k
 
     kill(child, SIGKILL);
     REQUIRE(waitpid(child, nullptr, 0) == child);
-    // The kernel marks the group empty shortly after the exit.
+    // The kernel marks the group empty shortly after the exit. Fresh groups made meanwhile
+    // are released only at the end: released now, one would come back before `group`.
+    std::vector<std::string> fresh;
     std::string again;
     for (int i = 0; i < 200 && again != group; ++i) {
         cgroups.sweep();
         again = cgroups.create();
         if (again != group) {
-            cgroups.release(again);
+            fresh.push_back(again);
             usleep(10 * 1000);
         }
     }
     CHECK(again == group);
     cgroups.release(again);
     cgroups.release(second);
+    for (const auto& g : fresh) cgroups.release(g);
+}
+
+TEST_CASE("a gateway's cgroups going away (a handler removed by a reload) leave another gateway's scripts running") {
+    ScriptCgroups kept;
+    if (!kept.enabled()) {
+        MESSAGE("skipped: scripts not confined here (" << kept.why_not() << ")");
+        return;
+    }
+    std::string group = kept.create();
+    REQUIRE_FALSE(group.empty());
+    pid_t script = fork();
+    REQUIRE(script >= 0);
+    if (script == 0) {
+        pause();
+        _exit(0);
+    }
+    { std::ofstream(group + "/cgroup.procs") << script; }
+    {
+        ScriptCgroups removed;  // a second CGI handler in the same process
+        CHECK(removed.path() != kept.path());
+        removed.release(removed.create());
+    }  // its destructor kills whatever is left in its cgroups
+    usleep(100 * 1000);
+    CHECK(waitpid(script, nullptr, WNOHANG) == 0);  // still running
+    kill(script, SIGKILL);
+    REQUIRE(waitpid(script, nullptr, 0) == script);
+    kept.release(group);
 }
