@@ -55,6 +55,7 @@ struct Launch {
     char* const* envp;
     const char* dir;
     int stdio[3];
+    const SignalsToReset* signals;  // those not at SIG_DFL in m2bridge
 };
 
 // posix_spawn: glibc uses clone(CLONE_VM|CLONE_VFORK), no copy of the daemon.
@@ -67,11 +68,12 @@ int spawn(const Launch& l, pid_t& pid) {
     posix_spawn_file_actions_addchdir_np(&actions, l.dir);
     posix_spawnattr_t attr;
     posix_spawnattr_init(&attr);
-    sigset_t none, all;
+    sigset_t none, reset;
     sigemptyset(&none);
-    sigfillset(&all);
+    sigemptyset(&reset);
+    for (int i = 0; i < l.signals->count; ++i) sigaddset(&reset, l.signals->signals[i]);
     posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &all);
+    posix_spawnattr_setsigdefault(&attr, &reset);
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     int rc = posix_spawn(&pid, l.path, &actions, &attr, l.argv, l.envp);
     posix_spawn_file_actions_destroy(&actions);
@@ -85,7 +87,7 @@ int spawn(const Launch& l, pid_t& pid) {
 // stack of its own, which AddressSanitizer would take for a stack overflow.
 __attribute__((no_sanitize("address"))) int exec_in_child(const Launch& l) {
     if (setsid() < 0) return errno;
-    reset_signals_for_exec();
+    reset_signals_for_exec(*l.signals);
     for (int i = 0; i < 3; ++i) {
         if (l.stdio[i] == i) fcntl(i, F_SETFD, 0);  // already in place: keep it open across exec
         else if (dup2(l.stdio[i], i) < 0) return errno;
@@ -280,7 +282,8 @@ private:
         // argv is the script alone: never words from the query string (CVE-2012-1823).
         std::vector<char*> argv{script.data(), nullptr};
 
-        Launch launch{script.c_str(), argv.data(), envp.data(), dir.c_str(), {in.theirs, out.theirs, err.theirs}};
+        Launch launch{script.c_str(), argv.data(), envp.data(), dir.c_str(), {in.theirs, out.theirs, err.theirs},
+                      &gateway_.signals_to_reset()};
         cgroup_ = gateway_.cgroups().create();
         pid_t pid = -1;
         int rc = 0;

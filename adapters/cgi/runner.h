@@ -13,6 +13,7 @@
 
 #include "adapters/cgi/cgroup.h"
 #include "adapters/gateway.h"
+#include "base/exec_child.h"
 #include "base/life_token.h"
 #include "base/loop.h"
 
@@ -44,6 +45,7 @@ public:
     ScriptCgroups& cgroups() { return cgroups_; }
     Loop& loop() { return loop_; }
     const CgiOptions& options() const { return options_; }
+    const SignalsToReset& signals_to_reset() const { return signals_to_reset_; }
     size_t running_children() const { return children_.size(); }
 
 private:
@@ -54,6 +56,7 @@ private:
     CgiOptions options_;
     std::unordered_map<pid_t, std::function<void(int)>> children_;
     ScriptCgroups cgroups_;
+    SignalsToReset signals_to_reset_ = signals_not_default();
     LifeToken life_;  // kill timers do nothing once the gateway is gone
 };
 

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <fcntl.h>
 #include <fstream>
@@ -116,6 +117,42 @@ TEST_CASE("an upload file shorter than its declared size fails the request inste
     CHECK(sink.ended);
     CHECK(sink.failure == "upload file shorter than its size");
     unlink(upload.c_str());
+    unlink(script.c_str());
+    rmdir(script.substr(0, script.rfind('/')).c_str());
+}
+
+TEST_CASE("a script starts with no signal blocked or ignored, whatever m2bridge blocks and ignores") {
+    // As main and the loop leave it: SIGPIPE ignored, SIGCHLD (and others) blocked for signalfd,
+    // and one more ignored here that the snapshot at the gateway's start must see.
+    struct sigaction ignore {}, old_pipe {}, old_usr2 {};
+    ignore.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &ignore, &old_pipe);
+    sigaction(SIGUSR2, &ignore, &old_usr2);
+    sigset_t blocked, old_mask;
+    sigemptyset(&blocked);
+    sigaddset(&blocked, SIGTERM);
+    sigprocmask(SIG_BLOCK, &blocked, &old_mask);
+    std::string script = write_script(
+        "#!/bin/sh\n"
+        "printf 'Content-Type: text/plain\\r\\n\\r\\n'\n"
+        "exec grep -E '^Sig(Ign|Blk)' /proc/self/status\n");
+    Loop loop;
+    CgiOptions options;
+    options.timeout = 10s;
+    Sink sink;
+    {
+        CgiGateway gateway(loop, options);
+        CgiEnv env{{"SCRIPT_FILENAME", script}};
+        BodySource body;
+        auto exchange = gateway.start(env, body, 1, sink);
+        run_until_ended(loop, sink);
+    }
+    sigaction(SIGPIPE, &old_pipe, nullptr);
+    sigaction(SIGUSR2, &old_usr2, nullptr);
+    sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+    CHECK(sink.failure == "");
+    CHECK(sink.out.find("SigBlk:\t0000000000000000\n") != std::string::npos);
+    CHECK(sink.out.find("SigIgn:\t0000000000000000\n") != std::string::npos);
     unlink(script.c_str());
     rmdir(script.substr(0, script.rfind('/')).c_str());
 }
