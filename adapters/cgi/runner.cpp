@@ -100,13 +100,17 @@ __attribute__((no_sanitize("address"))) int exec_in_child(const Launch& l) {
 
 struct ChildStart {
     const Launch* launch;
-    int report;  // the write end of the pipe that carries a failed execve's errno
+    int report;  // the write end of the pipe that carries a failed execve's errno; -1: `error`
+    int error;   // a failed execve's errno, written here when the child shares our memory
 };
 
 __attribute__((no_sanitize("address"))) int child_main(void* arg) {
     auto* start = static_cast<ChildStart*>(arg);
     int error = exec_in_child(*start->launch);
-    (void)!::write(start->report, &error, sizeof error);
+    if (start->report >= 0)
+        (void)!::write(start->report, &error, sizeof error);
+    else
+        start->error = error;  // read by the parent once CLONE_VFORK lets it go on
     return 127;
 }
 
@@ -153,29 +157,33 @@ alignas(64) char child_stack[kChildStack];
 // CLONE_VFORK returns once execve has happened or failed. Returns 0 or an errno.
 // `cgroup_dir` is the cgroup's directory, open (ScriptCgroups keeps it).
 int clone_into(int cgroup_dir, const Launch& l, pid_t& pid) {
-    int report[2];  // the child's errno if execve fails; closed by a successful one
-    if (pipe2(report, O_CLOEXEC) != 0) return errno;
     clone_args args{};
     args.flags = CLONE_VFORK | CLONE_INTO_CGROUP;
     args.exit_signal = SIGCHLD;
     args.cgroup = static_cast<uint64_t>(cgroup_dir);
-    ChildStart start{&l, report[1]};
+    ChildStart start{&l, -1, 0};
     long child;
     int error = 0;
     if (kSharedMemoryClone) {
+        // The child writes a failed execve's errno into `start` itself, as posix_spawn does:
+        // no pipe to make, read and close for every script.
         args.flags |= CLONE_VM;
         args.stack = reinterpret_cast<uint64_t>(child_stack);
         args.stack_size = sizeof child_stack;
         child = clone3_shared_memory(&args, child_main, &start);
         if (child < 0) error = static_cast<int>(-child);
+        else error = start.error;
     } else {
+        int report[2];  // the child's errno if execve fails; closed by a successful one
+        if (pipe2(report, O_CLOEXEC) != 0) return errno;
+        start.report = report[1];
         child = syscall(SYS_clone3, &args, sizeof args);
         if (child == 0) _exit(child_main(&start));
         if (child < 0) error = errno;
+        ::close(report[1]);
+        if (child > 0 && ::read(report[0], &error, sizeof error) != static_cast<ssize_t>(sizeof error)) error = 0;
+        ::close(report[0]);
     }
-    ::close(report[1]);
-    if (child > 0 && ::read(report[0], &error, sizeof error) != static_cast<ssize_t>(sizeof error)) error = 0;
-    ::close(report[0]);
     if (error == 0) pid = static_cast<pid_t>(child);
     return error;  // a child that failed is reaped with the others
 }
@@ -246,7 +254,10 @@ private:
         auto close_theirs = [&] {
             for (Pipe* p : {&in, &out, &err}) close_fd(p->theirs);
         };
-        if (!make_pipe(in, true) || !make_pipe(out, false) || !make_pipe(err, false)) {
+        // A bodiless request's script reads /dev/null (the gateway's, open once): the EOF a
+        // closed pipe would give, without a pipe to make and close for every GET.
+        int script_stdin = body_reader_.size() == 0 ? gateway_.null_input() : -1;
+        if ((script_stdin < 0 && !make_pipe(in, true)) || !make_pipe(out, false) || !make_pipe(err, false)) {
             int e = errno;
             close_theirs();
             for (Pipe* p : {&in, &out, &err}) close_fd(p->ours);
@@ -282,7 +293,8 @@ private:
         // argv is the script alone: never words from the query string (CVE-2012-1823).
         std::vector<char*> argv{script.data(), nullptr};
 
-        Launch launch{script.c_str(), argv.data(), envp.data(), dir.c_str(), {in.theirs, out.theirs, err.theirs},
+        if (script_stdin < 0) script_stdin = in.theirs;
+        Launch launch{script.c_str(), argv.data(), envp.data(), dir.c_str(), {script_stdin, out.theirs, err.theirs},
                       &gateway_.signals_to_reset()};
         cgroup_ = gateway_.cgroups().create();
         pid_t pid = -1;
@@ -436,7 +448,8 @@ std::vector<CgiGateway*>& live_gateways() {
 
 }  // namespace
 
-CgiGateway::CgiGateway(Loop& loop, CgiOptions options) : loop_(loop), options_(std::move(options)) {
+CgiGateway::CgiGateway(Loop& loop, CgiOptions options)
+    : loop_(loop), options_(std::move(options)), null_input_(::open("/dev/null", O_RDONLY | O_CLOEXEC)) {
     // Orphaned grandchildren of scripts become ours, so they are reaped too.
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     live_gateways().push_back(this);

@@ -16,6 +16,7 @@
 #include "base/exec_child.h"
 #include "base/life_token.h"
 #include "base/loop.h"
+#include "base/unique_fd.h"
 
 namespace m2b {
 
@@ -46,6 +47,7 @@ public:
     Loop& loop() { return loop_; }
     const CgiOptions& options() const { return options_; }
     const SignalsToReset& signals_to_reset() const { return signals_to_reset_; }
+    int null_input() const { return null_input_.get(); }  // /dev/null, or -1 (then a pipe)
     size_t running_children() const { return children_.size(); }
 
 private:
@@ -57,6 +59,7 @@ private:
     std::unordered_map<pid_t, std::function<void(int)>> children_;
     ScriptCgroups cgroups_;
     SignalsToReset signals_to_reset_ = signals_not_default();
+    UniqueFd null_input_;
     LifeToken life_;  // kill timers do nothing once the gateway is gone
 };
 

@@ -100,7 +100,16 @@ class CgiDirectory(unittest.TestCase):
         self.assertTrue(data["pgid_is_own"])
 
     def test_script_sees_only_descriptors_0_1_2(self):
+        # stdout and stderr are pipes; stdin is /dev/null without a body (the same EOF, no pipe
+        # to make per GET) and a pipe with one.
         _, _, body = self.get("/cgi/env.py")
+        fds = json.loads(body)["fds"]
+        self.assertEqual(sorted(fds), ["0", "1", "2"], fds)
+        self.assertEqual(fds["0"], "/dev/null", fds)
+        for fd in ("1", "2"):
+            self.assertTrue(fds[fd].startswith("pipe:"), fds)
+        status, _, body = http_request(self.m2.port, "POST", "/cgi/env.py", body=b"x=1", timeout=10)
+        self.assertEqual(status, 200)
         fds = json.loads(body)["fds"]
         self.assertEqual(sorted(fds), ["0", "1", "2"], fds)
         for fd in ("0", "1", "2"):

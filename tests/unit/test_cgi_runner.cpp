@@ -156,3 +156,22 @@ TEST_CASE("a script starts with no signal blocked or ignored, whatever m2bridge 
     unlink(script.c_str());
     rmdir(script.substr(0, script.rfind('/')).c_str());
 }
+
+TEST_CASE("a script whose execve fails is reported with the errno, not run as a success") {
+    std::string script = write_script("#!/nonexistent/interpreter\n");
+    Loop loop;
+    CgiOptions options;
+    options.timeout = 10s;
+    Sink sink;
+    {
+        CgiGateway gateway(loop, options);
+        CgiEnv env{{"SCRIPT_FILENAME", script}};
+        BodySource body;
+        auto exchange = gateway.start(env, body, 1, sink);
+        run_until_ended(loop, sink);
+    }
+    CHECK(sink.ended);
+    CHECK(sink.failure == "cannot run " + script + ": No such file or directory");
+    unlink(script.c_str());
+    rmdir(script.substr(0, script.rfind('/')).c_str());
+}
