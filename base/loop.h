@@ -83,7 +83,7 @@ private:
     // Timers: a min-heap of deadlines in a vector, and callbacks in slots reused
     // through a free list, so a request's timers allocate nothing once the loop is
     // warm. A cancelled timer's heap entry stays, and is skipped when it comes up
-    // (its slot's generation has moved on); the heap is rebuilt when such entries
+    // (its slot has moved on to a later timer); the heap is rebuilt when such entries
     // outnumber the live ones, so a long deadline cancelled at once costs no memory.
     struct TimerSlot {
         std::function<void()> callback;

@@ -61,6 +61,23 @@ std::string write_script(const std::string& text) {
     return path;
 }
 
+// Runs `script` as a bodiless request through a CgiGateway until `sink` hears the end.
+void run_script(const std::string& script, Sink& sink) {
+    Loop loop;
+    CgiOptions options;
+    options.timeout = 10s;
+    CgiGateway gateway(loop, options);
+    CgiEnv env{{"SCRIPT_FILENAME", script}};
+    BodySource body;
+    auto exchange = gateway.start(env, body, 1, sink);
+    run_until_ended(loop, sink);
+}
+
+void remove_script(const std::string& script) {
+    unlink(script.c_str());
+    rmdir(script.substr(0, script.rfind('/')).c_str());
+}
+
 }  // namespace
 
 TEST_CASE("a background writer holding stdout cannot stretch the response past the script's exit") {
@@ -69,17 +86,8 @@ TEST_CASE("a background writer holding stdout cannot stretch the response past t
         "printf 'Content-Type: text/plain\\r\\n\\r\\nfrom the script\\n'\n"
         "yes background &\n"
         "sleep 0.02\n");  // the writer is going when the script exits
-    Loop loop;
-    CgiOptions options;
-    options.timeout = 10s;
     SlowSink sink;
-    {
-        CgiGateway gateway(loop, options);
-        CgiEnv env{{"SCRIPT_FILENAME", script}};
-        BodySource body;
-        auto exchange = gateway.start(env, body, 1, sink);
-        run_until_ended(loop, sink);
-    }
+    run_script(script, sink);
     CHECK(sink.ended);
     const std::string head = "Content-Type: text/plain\r\n\r\nfrom the script\n";
     REQUIRE(sink.out.compare(0, head.size(), head) == 0);
@@ -89,8 +97,7 @@ TEST_CASE("a background writer holding stdout cannot stretch the response past t
     std::string lines;
     while (lines.size() < rest.size()) lines += "background\n";
     CHECK(rest == lines.substr(0, rest.size()));
-    unlink(script.c_str());
-    rmdir(script.substr(0, script.rfind('/')).c_str());
+    remove_script(script);
 }
 
 TEST_CASE("an upload file shorter than its declared size fails the request instead of passing for the whole body") {
@@ -117,8 +124,7 @@ TEST_CASE("an upload file shorter than its declared size fails the request inste
     CHECK(sink.ended);
     CHECK(sink.failure == "upload file shorter than its size");
     unlink(upload.c_str());
-    unlink(script.c_str());
-    rmdir(script.substr(0, script.rfind('/')).c_str());
+    remove_script(script);
 }
 
 TEST_CASE("a script starts with no signal blocked or ignored, whatever m2bridge blocks and ignores") {
@@ -136,42 +142,22 @@ TEST_CASE("a script starts with no signal blocked or ignored, whatever m2bridge 
         "#!/bin/sh\n"
         "printf 'Content-Type: text/plain\\r\\n\\r\\n'\n"
         "exec grep -E '^Sig(Ign|Blk)' /proc/self/status\n");
-    Loop loop;
-    CgiOptions options;
-    options.timeout = 10s;
     Sink sink;
-    {
-        CgiGateway gateway(loop, options);
-        CgiEnv env{{"SCRIPT_FILENAME", script}};
-        BodySource body;
-        auto exchange = gateway.start(env, body, 1, sink);
-        run_until_ended(loop, sink);
-    }
+    run_script(script, sink);  // the gateway, and its snapshot, start here
     sigaction(SIGPIPE, &old_pipe, nullptr);
     sigaction(SIGUSR2, &old_usr2, nullptr);
     sigprocmask(SIG_SETMASK, &old_mask, nullptr);
     CHECK(sink.failure == "");
     CHECK(sink.out.find("SigBlk:\t0000000000000000\n") != std::string::npos);
     CHECK(sink.out.find("SigIgn:\t0000000000000000\n") != std::string::npos);
-    unlink(script.c_str());
-    rmdir(script.substr(0, script.rfind('/')).c_str());
+    remove_script(script);
 }
 
 TEST_CASE("a script whose execve fails is reported with the errno, not run as a success") {
     std::string script = write_script("#!/nonexistent/interpreter\n");
-    Loop loop;
-    CgiOptions options;
-    options.timeout = 10s;
     Sink sink;
-    {
-        CgiGateway gateway(loop, options);
-        CgiEnv env{{"SCRIPT_FILENAME", script}};
-        BodySource body;
-        auto exchange = gateway.start(env, body, 1, sink);
-        run_until_ended(loop, sink);
-    }
+    run_script(script, sink);
     CHECK(sink.ended);
     CHECK(sink.failure == "cannot run " + script + ": No such file or directory");
-    unlink(script.c_str());
-    rmdir(script.substr(0, script.rfind('/')).c_str());
+    remove_script(script);
 }

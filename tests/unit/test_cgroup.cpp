@@ -12,6 +12,22 @@
 
 using namespace m2b;
 
+namespace {
+
+// A process that waits in `group`, as a script (or what it left behind) would.
+pid_t process_in(const std::string& group) {
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        pause();
+        _exit(0);
+    }
+    std::ofstream(group + "/cgroup.procs") << pid;
+    return pid;
+}
+
+}  // namespace
+
 TEST_CASE("a released cgroup is reused only once empty, read again through its kept cgroup.events") {
     ScriptCgroups cgroups;
     if (!cgroups.enabled()) {
@@ -23,13 +39,7 @@ TEST_CASE("a released cgroup is reused only once empty, read again through its k
     CHECK(cgroups.directory(group) >= 0);
     CHECK(cgroups.directory(group) == cgroups.directory(group));  // opened once
 
-    pid_t child = fork();
-    REQUIRE(child >= 0);
-    if (child == 0) {
-        pause();
-        _exit(0);
-    }
-    { std::ofstream(group + "/cgroup.procs") << child; }  // what a script's straggler would be
+    pid_t child = process_in(group);  // what a script's straggler would be
     cgroups.release(group);  // populated: not handed out again
     std::string second = cgroups.create();
     CHECK(second != group);
@@ -62,13 +72,7 @@ TEST_CASE("a gateway's cgroups going away (a handler removed by a reload) leave 
     }
     std::string group = kept.create();
     REQUIRE_FALSE(group.empty());
-    pid_t script = fork();
-    REQUIRE(script >= 0);
-    if (script == 0) {
-        pause();
-        _exit(0);
-    }
-    { std::ofstream(group + "/cgroup.procs") << script; }
+    pid_t script = process_in(group);
     {
         ScriptCgroups removed;  // a second CGI handler in the same process
         CHECK(removed.path() != kept.path());
