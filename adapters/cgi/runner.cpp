@@ -17,7 +17,9 @@
 #include <spawn.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -450,6 +452,10 @@ std::vector<CgiGateway*>& live_gateways() {
 
 CgiGateway::CgiGateway(Loop& loop, CgiOptions options)
     : loop_(loop), options_(std::move(options)), null_input_(::open("/dev/null", O_RDONLY | O_CLOEXEC)) {
+    // Only the real one (character device 1:3): a file put there would feed every GET's script.
+    struct stat st {};
+    if (null_input_ && (fstat(null_input_.get(), &st) != 0 || !S_ISCHR(st.st_mode) || st.st_rdev != makedev(1, 3)))
+        null_input_.reset();
     // Orphaned grandchildren of scripts become ours, so they are reaped too.
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     live_gateways().push_back(this);

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <csignal>
+#include <cstdint>
 #include <cstdlib>
 #include <fcntl.h>
 #include <fstream>
@@ -148,8 +149,16 @@ TEST_CASE("a script starts with no signal blocked or ignored, whatever m2bridge 
     sigaction(SIGUSR2, &old_usr2, nullptr);
     sigprocmask(SIG_SETMASK, &old_mask, nullptr);
     CHECK(sink.failure == "");
-    CHECK(sink.out.find("SigBlk:\t0000000000000000\n") != std::string::npos);
-    CHECK(sink.out.find("SigIgn:\t0000000000000000\n") != std::string::npos);
+    auto mask = [&](const std::string& field) -> uint64_t {
+        size_t at = sink.out.find(field + ":\t");
+        REQUIRE(at != std::string::npos);
+        return std::stoull(sink.out.substr(at + field.size() + 2, 16), nullptr, 16);
+    };
+    CHECK(mask("SigBlk") == 0);
+    // glibc's posix_spawn (the path without cgroups) leaves its own signals 32 and 33 ignored,
+    // whatever it is asked; nothing else may be.
+    const uint64_t glibc_own = (uint64_t{1} << 31) | (uint64_t{1} << 32);
+    CHECK((mask("SigIgn") & ~glibc_own) == 0);
     remove_script(script);
 }
 
