@@ -165,8 +165,8 @@ void ReplyStream::start_streaming() {
     queue_in_front(head, std::move(body));
 }
 
-// Body bytes while the length is unknown. The first ones allocate room for
-// the whole limit (untouched pages cost nothing), so the body is not moved.
+// Body bytes while the reply is collected whole. The first piece allocates what it
+// needs (or the declared length); a second grows the block once to the whole room.
 void ReplyStream::collect(std::string_view bytes) {
     size_t room = std::min(limits_.buffer_limit, kCollectRoom) + kTailRoom;
     if (!collected_.allocated()) {
