@@ -7,19 +7,10 @@ namespace m2b {
 
 // The program starts with what any program expects: no blocked signals (m2bridge
 // blocks those it reads through signalfd) and default dispositions (it ignores SIGPIPE).
-// (All 64 signals, a system call each: for a copy started now and then.)
-__attribute__((no_sanitize("address"))) inline void reset_signals_for_exec() {
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    struct sigaction dfl {};
-    dfl.sa_handler = SIG_DFL;
-    for (int signo = 1; signo < NSIG; ++signo) sigaction(signo, &dfl, nullptr);
-}
-
-// The signals whose disposition is not SIG_DFL here, taken in the parent: a script's
-// child puts back those alone (one sigaction each) instead of all 64, on the path of every
-// script. m2bridge ignores SIGPIPE in main and installs no handler (the signals it reads are
+//
+// The signals whose disposition is not SIG_DFL here, taken in the parent: the child puts
+// back those alone (one sigaction each) instead of all 64, on the path of every script.
+// m2bridge ignores SIGPIPE in main and installs no handler (the signals it reads are
 // blocked and come through signalfd), so a set taken when a gateway starts stays true.
 struct SignalsToReset {
     int signals[NSIG] = {};
@@ -36,8 +27,8 @@ inline SignalsToReset signals_not_default() {
     return out;
 }
 
-// The same start as reset_signals_for_exec, for the signals in `which`. The mask is emptied
-// last: no handler of m2bridge's can run in a child that shares its memory.
+// In the child: the signals in `which` back to SIG_DFL, then the mask emptied (last: no
+// handler of m2bridge's can run in a child that shares its memory).
 __attribute__((no_sanitize("address"))) inline void reset_signals_for_exec(const SignalsToReset& which) {
     struct sigaction dfl {};
     dfl.sa_handler = SIG_DFL;

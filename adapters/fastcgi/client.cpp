@@ -102,8 +102,7 @@ private:
         reader_ = fcgi::RecordReader();
         // BEGIN, PARAMS, the first piece of the body and the end of STDIN, in one allocation.
         size_t piece = std::min<uint64_t>(body_reader_.size(), kBodyChunk);
-        out_.reserve(2 * fcgi::kHeaderLen + params_->size() + piece + (piece / fcgi::kMaxContent + 1) * (fcgi::kHeaderLen + 7) +
-                     kStdinEndSize);
+        out_.reserve(2 * fcgi::kHeaderLen + params_->size() + fcgi::records_size(piece) + kStdinEndSize);
         fcgi::append_begin_request(out_, kRequestId, pool != nullptr);
         out_ += *params_;
         refill_body();  // a small request goes out in one write

@@ -77,9 +77,8 @@ std::optional<std::string> encode_params(uint16_t request_id, const Params& para
         content += size;
     }
     // Records of nearly full pairs can be more than this (one string growth then, no error).
-    size_t records = content / kMaxContent + 2;  // the closing empty record included
     std::string out;
-    out.reserve(content + records * (kHeaderLen + 7));
+    out.reserve(records_size(content) + kHeaderLen);  // and the closing empty record
     size_t record = std::string::npos;  // where the open record's header is
     auto close_record = [&] {
         size_t len = out.size() - record - kHeaderLen;

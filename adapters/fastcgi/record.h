@@ -17,6 +17,10 @@ inline constexpr uint8_t kVersion = 1;
 inline constexpr size_t kHeaderLen = 8;
 inline constexpr size_t kMaxContent = 0xFFF8;  // largest 8-aligned content, as php-fpm writes
 
+// At most what `content` bytes of one stream take as records split at kMaxContent: a header
+// and up to 7 bytes of padding each. For reserving a buffer once.
+constexpr size_t records_size(size_t content) { return content + (content / kMaxContent + 1) * (kHeaderLen + 7); }
+
 enum RecordType : uint8_t {
     kBeginRequest = 1,
     kAbortRequest = 2,

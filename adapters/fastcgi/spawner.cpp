@@ -103,6 +103,7 @@ struct ExecPlan {
     int listener;  // becomes fd 0
     int report;    // close-on-exec pipe: the errno if execve fails
     pid_t parent;
+    SignalsToReset signals;  // taken before fork
 };
 
 [[noreturn]] void exec_copy(const ExecPlan& plan) {
@@ -117,7 +118,7 @@ struct ExecPlan {
     // with whatever it forked, and a terminal's Ctrl-C reaches only m2bridge.
     else if (setsid() < 0) error = errno;
     if (error == 0) {
-        reset_signals_for_exec();
+        reset_signals_for_exec(plan.signals);
         // fd 0: the listening socket (FCGI_LISTENSOCK_FILENO). fd 1: m2bridge's
         // stderr too, so what an app prints by mistake reaches the log instead
         // of vanishing. fd 2: m2bridge's stderr, where libfcgi apps report.
@@ -261,7 +262,8 @@ std::string FastcgiSpawner::launch(Copy& copy) {
     if (!report_write) return "pipe: " + errno_text(errno);
 
     // fork + exec, not posix_spawn: PR_SET_PDEATHSIG has to be set in the child.
-    ExecPlan plan{program_.c_str(), argv_.data(), envp_.data(), listener_.get(), report_write.get(), getpid()};
+    ExecPlan plan{program_.c_str(), argv_.data(), envp_.data(), listener_.get(), report_write.get(), getpid(),
+                  signals_not_default()};
     pid_t pid = fork();
     if (pid < 0) return "fork: " + errno_text(errno);
     if (pid == 0) exec_copy(plan);

@@ -2,6 +2,9 @@
 #include <doctest/doctest.h>
 
 #include <csignal>
+#include <filesystem>
+#include <iterator>
+#include <utility>
 #include <fstream>
 #include <string>
 #include <sys/wait.h>
@@ -83,4 +86,28 @@ TEST_CASE("a gateway's cgroups going away (a handler removed by a reload) leave 
     kill(script, SIGKILL);
     REQUIRE(waitpid(script, nullptr, 0) == script);
     kept.release(group);
+}
+
+TEST_CASE("a released cgroup that something a script left behind still populates keeps no descriptor open") {
+    ScriptCgroups cgroups;
+    if (!cgroups.enabled()) {
+        MESSAGE("skipped: scripts not confined here (" << cgroups.why_not() << ")");
+        return;
+    }
+    auto open_fds = [] { return std::distance(std::filesystem::directory_iterator("/proc/self/fd"), {}); };
+    auto before = open_fds();
+    // A hundred requests whose scripts each leave a process behind: their groups stay populated.
+    std::vector<std::pair<std::string, pid_t>> lingering;
+    for (int i = 0; i < 100; ++i) {
+        std::string group = cgroups.create();
+        REQUIRE_FALSE(group.empty());
+        REQUIRE(cgroups.directory(group) >= 0);  // as a spawn opens it
+        lingering.emplace_back(group, process_in(group));
+        cgroups.release(group);
+    }
+    CHECK(open_fds() == before);
+    for (auto& [group, pid] : lingering) {
+        kill(pid, SIGKILL);
+        waitpid(pid, nullptr, 0);
+    }
 }
